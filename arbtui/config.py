@@ -1,0 +1,466 @@
+"""``config.toml`` -> frozen dataclasses, with errors that name the file, the key and what was expected.
+
+Every key is checked: an unknown key is an error (a typo must not silently fall back to a default),
+as is a wrong type or an impossible value (a negative fee, a tick of 0). Money is read as Decimal:
+write it as a string (``"0.0010"``) or a number; numbers go through their shortest decimal form,
+never through binary floating point arithmetic.
+
+Secrets never live here. Venue keys come from the environment or a secrets file (later issues).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from arbtui.domain.fees import FeeModel, FeeSchedule
+from arbtui.domain.instruments import Instruments, Listing, Market, MarketKind
+from arbtui.domain.money import precision_of, to_decimal
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG_NAME = "config.toml"
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration file; ``str()`` lists them, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+# ----------------------------------------------------------------------------------------------
+# The configuration values
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SimVenueConfig:
+    """How a simulated venue behaves."""
+
+    ack_latency_ms: int = 40
+    latency_jitter_ms: int = 20
+    reject_rate: Decimal = Decimal("0.01")
+    timeout_rate: Decimal = Decimal("0.005")
+    partial_fill_rate: Decimal = Decimal("0.05")
+    lag_ms: int = 0
+    noise_bps: Decimal = Decimal("1.5")
+    update_interval_ms: int = 100
+    half_spread_ticks: int = 1
+    depth: int = 15
+    balances: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    name: str
+    kind: str  # "simulated" (real venues arrive with the [venues] issue)
+    fees: FeeSchedule
+    sim: SimVenueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ListingConfig:
+    venue: str
+    symbol: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_size: Decimal
+    price_precision: int
+    qty_precision: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSimConfig:
+    """The simulated fair-value process of a market."""
+
+    start_price: Decimal | None = None  # None only for the NO token of an event (1 - YES)
+    volatility_bps: Decimal = Decimal("2.0")  # standard deviation per sqrt(second)
+    jump_rate_per_min: Decimal = Decimal("3")
+    jump_bps: Decimal = Decimal("25")
+    level_size: Decimal = Decimal("1")
+    lag_ms: int = 0  # extra quote lag of this market's books on every venue (a slower market maker)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    id: str
+    kind: MarketKind
+    base: str
+    quote: str
+    event: str | None
+    outcome: str | None
+    max_quantity: Decimal
+    listings: tuple[ListingConfig, ...]
+    sim: MarketSimConfig
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    slippage_floor_bps: Decimal = Decimal("1")
+    volatility_multiplier: Decimal = Decimal("1")
+    expected_latency_ms: int = 150
+    volatility_halflife_s: Decimal = Decimal("30")
+    min_net_edge_bps: Decimal = Decimal("0")
+    stale_after_ms: int = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    max_notional: Decimal = Decimal("50000")
+    min_expected_pnl: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True, slots=True)
+class UIConfig:
+    refresh_hz: int = 10
+    book_depth: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    mode: str
+    seed: int
+    venues: tuple[VenueConfig, ...]
+    markets: tuple[MarketConfig, ...]
+    detector: DetectorConfig
+    risk: RiskConfig
+    ui: UIConfig
+
+    def venue(self, name: str) -> VenueConfig:
+        for v in self.venues:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def instruments(self) -> Instruments:
+        markets = [
+            Market(m.id, m.base, m.quote, m.kind, m.event, m.outcome) for m in self.markets
+        ]
+        listings = [
+            Listing(
+                lc.venue, m.id, lc.symbol, lc.tick_size, lc.lot_size, lc.min_size,
+                lc.price_precision, lc.qty_precision,
+            )
+            for m in self.markets
+            for lc in m.listings
+        ]
+        return Instruments(markets, listings)
+
+
+MODES = ("sim",)
+VENUE_KINDS = ("simulated",)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks a parsed TOML table, collecting every problem with its dotted key path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def table(self, raw: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            self.error(path, f"expected a table, got {_describe(raw)}")
+            return {}
+        for key in raw:
+            if key not in allowed:
+                choices = ", ".join(sorted(allowed))
+                self.error(_join(path, key), f"unknown key (expected one of: {choices})")
+        return raw
+
+    def get(self, tbl: Mapping[str, Any], path: str, key: str, conv: Callable[[Any, str], T], default: T) -> T:
+        if key not in tbl:
+            return default
+        try:
+            return conv(tbl[key], _join(path, key))
+        except _Bad as bad:
+            self.error(_join(path, key), bad.message)
+            return default
+
+    def require(self, tbl: Mapping[str, Any], path: str, key: str, conv: Callable[[Any, str], T], what: str) -> T | None:
+        if key not in tbl:
+            self.error(_join(path, key), f"missing (expected {what})")
+            return None
+        try:
+            return conv(tbl[key], _join(path, key))
+        except _Bad as bad:
+            self.error(_join(path, key), bad.message)
+            return None
+
+
+class _Bad(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a float", bool: "a boolean", dict: "a table", list: "an array"}
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})" if not isinstance(value, dict) else "a table"
+
+
+def _decimal(*, min_value: Decimal | None = None, positive: bool = False, max_value: Decimal | None = None) -> Callable[[Any, str], Decimal]:
+    def conv(value: Any, _path: str) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise _Bad(f"expected a decimal number (e.g. \"0.0010\"), got {_describe(value)}")
+        try:
+            d = to_decimal(value)
+        except (ValueError, TypeError):
+            raise _Bad(f"expected a decimal number (e.g. \"0.0010\"), got {_describe(value)}") from None
+        if positive and d <= 0:
+            raise _Bad(f"expected a number greater than 0, got {value!r}")
+        if min_value is not None and d < min_value:
+            raise _Bad(f"expected a number >= {min_value}, got {value!r}")
+        if max_value is not None and d > max_value:
+            raise _Bad(f"expected a number <= {max_value}, got {value!r}")
+        return d
+
+    return conv
+
+
+def _int(*, min_value: int | None = None, max_value: int | None = None) -> Callable[[Any, str], int]:
+    def conv(value: Any, _path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"expected an integer, got {_describe(value)}")
+        if min_value is not None and value < min_value:
+            raise _Bad(f"expected an integer >= {min_value}, got {value}")
+        if max_value is not None and value > max_value:
+            raise _Bad(f"expected an integer <= {max_value}, got {value}")
+        return value
+
+    return conv
+
+
+def _str(choices: tuple[str, ...] | None = None) -> Callable[[Any, str], str]:
+    def conv(value: Any, _path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _Bad(f"expected a non-empty string, got {_describe(value)}")
+        if choices is not None and value not in choices:
+            raise _Bad(f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value
+
+    return conv
+
+
+_RATE = _decimal(min_value=Decimal(0), max_value=Decimal(1))
+_PROB = _decimal(min_value=Decimal(0), max_value=Decimal(1))
+
+
+def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
+    d = SimVenueConfig()
+    t = r.table(raw, path, {
+        "ack_latency_ms", "latency_jitter_ms", "reject_rate", "timeout_rate", "partial_fill_rate",
+        "lag_ms", "noise_bps", "update_interval_ms", "half_spread_ticks", "depth", "balances",
+    })
+    balances: dict[str, Decimal] = {}
+    if "balances" in t:
+        bpath = _join(path, "balances")
+        btab = r.table(t["balances"], bpath, set(t["balances"]) if isinstance(t["balances"], dict) else set())
+        for asset, amount in btab.items():
+            balances[asset] = r.get(btab, bpath, asset, _decimal(min_value=Decimal(0)), Decimal(0))
+    return SimVenueConfig(
+        ack_latency_ms=r.get(t, path, "ack_latency_ms", _int(min_value=0, max_value=60_000), d.ack_latency_ms),
+        latency_jitter_ms=r.get(t, path, "latency_jitter_ms", _int(min_value=0, max_value=60_000), d.latency_jitter_ms),
+        reject_rate=r.get(t, path, "reject_rate", _PROB, d.reject_rate),
+        timeout_rate=r.get(t, path, "timeout_rate", _PROB, d.timeout_rate),
+        partial_fill_rate=r.get(t, path, "partial_fill_rate", _PROB, d.partial_fill_rate),
+        lag_ms=r.get(t, path, "lag_ms", _int(min_value=0, max_value=60_000), d.lag_ms),
+        noise_bps=r.get(t, path, "noise_bps", _decimal(min_value=Decimal(0)), d.noise_bps),
+        update_interval_ms=r.get(t, path, "update_interval_ms", _int(min_value=1, max_value=60_000), d.update_interval_ms),
+        half_spread_ticks=r.get(t, path, "half_spread_ticks", _int(min_value=1, max_value=1000), d.half_spread_ticks),
+        depth=r.get(t, path, "depth", _int(min_value=1, max_value=1000), d.depth),
+        balances=balances,
+    )
+
+
+def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | None:
+    t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim"})
+    kind = r.get(t, path, "kind", _str(VENUE_KINDS), "simulated")
+    model = r.get(t, path, "fee_model", _str(tuple(m.value for m in FeeModel)), FeeModel.NOTIONAL.value)
+    maker = r.require(t, path, "maker_fee", _RATE, "a fee rate between 0 and 1, e.g. \"0.0025\" for 0.25%")
+    taker = r.require(t, path, "taker_fee", _RATE, "a fee rate between 0 and 1, e.g. \"0.0040\" for 0.40%")
+    sim = _read_sim_venue(r, t.get("sim", {}), _join(path, "sim"))
+    if maker is None or taker is None:
+        return None
+    return VenueConfig(name, kind, FeeSchedule(maker, taker, FeeModel(model)), sim)
+
+
+def _read_listing(r: _Reader, venue: str, raw: Any, path: str, venues: set[str]) -> ListingConfig | None:
+    t = r.table(raw, path, {"symbol", "tick_size", "lot_size", "min_size", "price_precision", "qty_precision"})
+    if venue not in venues:
+        r.error(path, f"names venue {venue!r}, which is not defined under [venues] (defined: {', '.join(sorted(venues)) or 'none'})")
+    symbol = r.require(t, path, "symbol", _str(), "the venue's own symbol, e.g. \"BTC/USD\"")
+    tick = r.require(t, path, "tick_size", _decimal(positive=True), "a price step greater than 0, e.g. \"0.1\"")
+    lot = r.require(t, path, "lot_size", _decimal(positive=True), "a size step greater than 0, e.g. \"0.00000001\"")
+    if symbol is None or tick is None or lot is None:
+        return None
+    min_size = r.get(t, path, "min_size", _decimal(min_value=Decimal(0)), lot)
+    pp = r.get(t, path, "price_precision", _int(min_value=0, max_value=18), precision_of(tick))
+    qp = r.get(t, path, "qty_precision", _int(min_value=0, max_value=18), precision_of(lot))
+    if precision_of(tick) > pp:
+        r.error(_join(path, "price_precision"), f"expected at least {precision_of(tick)} to render tick_size {tick}, got {pp}")
+    if precision_of(lot) > qp:
+        r.error(_join(path, "qty_precision"), f"expected at least {precision_of(lot)} to render lot_size {lot}, got {qp}")
+    return ListingConfig(venue, symbol, tick, lot, min_size, pp, qp)
+
+
+def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) -> MarketConfig | None:
+    t = r.table(raw, path, {"kind", "base", "quote", "event", "outcome", "max_quantity", "venues", "sim"})
+    kind = MarketKind(r.get(t, path, "kind", _str(tuple(k.value for k in MarketKind)), "spot"))
+    base = r.require(t, path, "base", _str(), "the base asset, e.g. \"BTC\"")
+    quote = r.require(t, path, "quote", _str(), "the quote asset, e.g. \"USD\"")
+    event = outcome = None
+    if kind is MarketKind.OUTCOME:
+        event = r.require(t, path, "event", _str(), "the binary event this token belongs to")
+        outcome = r.require(t, path, "outcome", _str(("YES", "NO")), "\"YES\" or \"NO\"")
+    else:
+        for key in ("event", "outcome"):
+            if key in t:
+                r.error(_join(path, key), "only allowed when kind = \"outcome\"")
+    max_qty = r.require(t, path, "max_quantity", _decimal(positive=True), "the largest size per trade, greater than 0")
+    listings: list[ListingConfig] = []
+    vpath = _join(path, "venues")
+    vtab = r.table(t.get("venues", {}), vpath, set(t.get("venues", {})) if isinstance(t.get("venues"), dict) else set())
+    if not vtab:
+        r.error(vpath, "expected at least one venue listing, e.g. [markets.BTC-USD.venues.kraken]")
+    for venue, lraw in vtab.items():
+        lc = _read_listing(r, venue, lraw, _join(vpath, venue), venues)
+        if lc is not None:
+            listings.append(lc)
+    lots = sorted({lc.lot_size for lc in listings})
+    for small in lots:
+        for big in lots:
+            if big % small != 0:
+                r.error(vpath, f"lot sizes {small} and {big} must divide each other so both legs can trade one size")
+    sd = MarketSimConfig()
+    spath = _join(path, "sim")
+    st = r.table(t.get("sim", {}), spath, {"start_price", "volatility_bps", "jump_rate_per_min", "jump_bps", "level_size", "lag_ms"})
+    needs_start = not (kind is MarketKind.OUTCOME and outcome == "NO")
+    start = (
+        r.require(st, spath, "start_price", _decimal(positive=True), "the simulated starting price, greater than 0")
+        if needs_start else r.get(st, spath, "start_price", _decimal(positive=True), None)
+    )
+    if kind is MarketKind.OUTCOME and start is not None and not (0 < start < 1):
+        r.error(_join(spath, "start_price"), f"expected a probability strictly between 0 and 1, got {start}")
+    sim = MarketSimConfig(
+        start_price=start,
+        volatility_bps=r.get(st, spath, "volatility_bps", _decimal(min_value=Decimal(0)), sd.volatility_bps),
+        jump_rate_per_min=r.get(st, spath, "jump_rate_per_min", _decimal(min_value=Decimal(0)), sd.jump_rate_per_min),
+        jump_bps=r.get(st, spath, "jump_bps", _decimal(min_value=Decimal(0)), sd.jump_bps),
+        level_size=r.get(st, spath, "level_size", _decimal(positive=True), sd.level_size),
+        lag_ms=r.get(st, spath, "lag_ms", _int(min_value=0, max_value=60_000), sd.lag_ms),
+    )
+    if base is None or quote is None or max_qty is None:
+        return None
+    return MarketConfig(mid, kind, base, quote, event, outcome, max_qty, tuple(listings), sim)
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Validate a parsed TOML document. Raises :class:`ConfigError` listing every problem."""
+    r = _Reader(source)
+    top = r.table(dict(data), "", {"mode", "seed", "venues", "markets", "detector", "risk", "ui"})
+    mode = r.get(top, "", "mode", _str(MODES), "sim")
+    seed = r.get(top, "", "seed", _int(min_value=0), 7)
+
+    venues: list[VenueConfig] = []
+    vraw = top.get("venues", {})
+    vtab = r.table(vraw, "venues", set(vraw) if isinstance(vraw, dict) else set())
+    if not vtab:
+        r.error("venues", "expected at least one venue, e.g. [venues.kraken]")
+    for name, raw in vtab.items():
+        vc = _read_venue(r, name, raw, _join("venues", name))
+        if vc is not None:
+            venues.append(vc)
+    names = set(vtab)
+
+    markets: list[MarketConfig] = []
+    mraw = top.get("markets", {})
+    mtab = r.table(mraw, "markets", set(mraw) if isinstance(mraw, dict) else set())
+    if not mtab:
+        r.error("markets", "expected at least one market, e.g. [markets.BTC-USD]")
+    for mid, raw in mtab.items():
+        mc = _read_market(r, mid, raw, _join("markets", mid), names)
+        if mc is not None:
+            markets.append(mc)
+    events: dict[str, set[str]] = {}
+    for mc in markets:
+        if mc.event is not None and mc.outcome is not None:
+            if mc.outcome in events.setdefault(mc.event, set()):
+                r.error(f"markets.{mc.id}.outcome", f"event {mc.event!r} already has a {mc.outcome} token")
+            events[mc.event].add(mc.outcome)
+    for ev, outs in events.items():
+        if outs != {"YES", "NO"}:
+            r.error("markets", f"event {ev!r} expected both a YES and a NO token, found {', '.join(sorted(outs))}")
+
+    dd = DetectorConfig()
+    dt = r.table(top.get("detector", {}), "detector", {
+        "slippage_floor_bps", "volatility_multiplier", "expected_latency_ms", "volatility_halflife_s",
+        "min_net_edge_bps", "stale_after_ms",
+    })
+    detector = DetectorConfig(
+        slippage_floor_bps=r.get(dt, "detector", "slippage_floor_bps", _decimal(min_value=Decimal(0)), dd.slippage_floor_bps),
+        volatility_multiplier=r.get(dt, "detector", "volatility_multiplier", _decimal(min_value=Decimal(0)), dd.volatility_multiplier),
+        expected_latency_ms=r.get(dt, "detector", "expected_latency_ms", _int(min_value=0, max_value=60_000), dd.expected_latency_ms),
+        volatility_halflife_s=r.get(dt, "detector", "volatility_halflife_s", _decimal(positive=True), dd.volatility_halflife_s),
+        min_net_edge_bps=r.get(dt, "detector", "min_net_edge_bps", _decimal(min_value=Decimal(0)), dd.min_net_edge_bps),
+        stale_after_ms=r.get(dt, "detector", "stale_after_ms", _int(min_value=1), dd.stale_after_ms),
+    )
+    rd = RiskConfig()
+    rt = r.table(top.get("risk", {}), "risk", {"max_notional", "min_expected_pnl"})
+    risk = RiskConfig(
+        max_notional=r.get(rt, "risk", "max_notional", _decimal(positive=True), rd.max_notional),
+        min_expected_pnl=r.get(rt, "risk", "min_expected_pnl", _decimal(min_value=Decimal(0)), rd.min_expected_pnl),
+    )
+    ud = UIConfig()
+    ut = r.table(top.get("ui", {}), "ui", {"refresh_hz", "book_depth"})
+    ui = UIConfig(
+        refresh_hz=r.get(ut, "ui", "refresh_hz", _int(min_value=1, max_value=60), ud.refresh_hz),
+        book_depth=r.get(ut, "ui", "book_depth", _int(min_value=1, max_value=50), ud.book_depth),
+    )
+    if r.problems:
+        raise ConfigError(source, r.problems)
+    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; a missing file, bad TOML or bad values raise :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_config(data, str(path))
+
+
+def default_config_data() -> dict[str, Any]:
+    """The built-in demo configuration as a TOML-ready document (what ``arbtui init`` writes)."""
+    from arbtui.default_config import DEFAULT_CONFIG
+
+    return DEFAULT_CONFIG
+
+
+def default_config() -> Config:
+    """The built-in demo, used when no config file is given or found."""
+    return parse_config(default_config_data(), "<built-in defaults>")

@@ -1,0 +1,205 @@
+"""The engine facade: venues, books, the detector and one event stream, under one clock.
+
+Drivers (the console, the headless runner, tests) subscribe to events with :meth:`Engine.subscribe`
+and call commands; they never reach into venue or detector state. Commands return fast; what they
+cause comes back as events. The engine runs under an injected :class:`~arbtui.domain.clock.Clock`
+and never reads the wall clock itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from arbtui.config import Config
+from arbtui.domain.book import Level, OrderBook
+from arbtui.domain.clock import NS_PER_MS, Clock
+from arbtui.domain.events import (
+    BookUpdated,
+    EngineStarted,
+    EngineStopped,
+    Event,
+    Spread,
+    VenueStatus,
+    VenueStatusChanged,
+)
+from arbtui.domain.fees import FeeSchedule
+from arbtui.domain.instruments import Instruments
+from arbtui.domain.money import ZERO
+from arbtui.engine.detector import Detector
+from arbtui.venues.base import Venue
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Event], None]
+Driver = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BookLadder:
+    """A frozen copy of the top of one venue's book, for display."""
+
+    venue: str
+    market: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    last_update_ns: int | None
+    stale: bool
+    crossed: bool
+
+
+class Engine:
+    """One engine per process; every driver goes through it."""
+
+    def __init__(self, config: Config, clock: Clock, venues: Sequence[Venue], *, mode: str = "sim",
+                 drivers: Sequence[tuple[str, Driver]] = ()) -> None:
+        self.config = config
+        self.clock = clock
+        self.mode = mode
+        self.instruments: Instruments = config.instruments()
+        self.venues: dict[str, Venue] = {v.name: v for v in venues}
+        self._drivers = list(drivers)
+        self._listeners: list[Listener] = []
+        self._balances: dict[str, dict[str, Decimal]] = {v: {} for v in self.venues}
+        self._status: dict[str, VenueStatus] = {v: VenueStatus.CLOSED for v in self.venues}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._stale_ns = config.detector.stale_after_ms * NS_PER_MS
+        fees: dict[str, FeeSchedule] = {}
+        for venue in venues:
+            markets = [lst.market for lst in venue.listings]
+            fees[venue.name] = venue.fees(markets[0]) if markets else config.venue(venue.name).fees
+        self.detector = Detector(config, self.instruments, fees, self.book, self.free_balance)
+        self.book_updates = 0
+        self.failure: BaseException | None = None
+
+    # --- events ----------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` synchronously with every event from now on; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect every venue, load balances, start the drivers; returns once connected."""
+        self._stopped.clear()
+        self._emit(EngineStarted(self.clock.now_ns(), self.mode, tuple(self.venues)))
+        for venue in self.venues.values():
+            self._set_status(venue.name, VenueStatus.CONNECTING, "")
+            await venue.connect(self)
+            self._balances[venue.name] = dict(await venue.balances())
+        for name, driver in self._drivers:
+            self._spawn(driver(), name)
+        self._spawn(self._watchdog(), "engine-watchdog")
+
+    async def stop(self, reason: str = "stopped") -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # already surfaced by the done-callback
+                pass
+        self._tasks.clear()
+        for venue in self.venues.values():
+            await venue.close()
+        self._emit(EngineStopped(self.clock.now_ns(), reason))
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, then run until :meth:`stop` is called or a task fails (the failure is raised)."""
+        await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            if not self._stopped.is_set():
+                await self.stop("cancelled")
+        if self.failure is not None:
+            raise self.failure
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def wrapper() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(wrapper(), name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("engine task %s failed", task.get_name(), exc_info=exc)
+            self.failure = exc
+            self._stopped.set()
+
+    async def _watchdog(self) -> None:
+        """Mark venues whose books went quiet as stale, and re-price spreads that depend on them."""
+        while True:
+            await self.clock.sleep(500 * NS_PER_MS)
+            now = self.clock.now_ns()
+            for name, venue in self.venues.items():
+                if self._status[name] not in (VenueStatus.CONNECTED, VenueStatus.STALE):
+                    continue
+                books = [venue.book(lst.market) for lst in venue.listings]
+                stale = any(b is None or b.is_stale(now, self._stale_ns) for b in books)
+                if stale and self._status[name] is VenueStatus.CONNECTED:
+                    self._set_status(name, VenueStatus.STALE, "no market data")
+                    for lst in venue.listings:
+                        for ev in self.detector.evaluate_market(lst.market, now):
+                            self._emit(ev)
+                elif not stale and self._status[name] is VenueStatus.STALE:
+                    self._set_status(name, VenueStatus.CONNECTED, "market data resumed")
+
+    # --- VenueListener ---------------------------------------------------------------------
+    def on_book(self, venue: str, market: str, book: OrderBook) -> None:
+        now = self.clock.now_ns()
+        self.book_updates += 1
+        bid, ask = book.best_bid(), book.best_ask()
+        self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
+        for ev in self.detector.on_book(venue, market, book, now):
+            self._emit(ev)
+
+    def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
+        self._set_status(venue, status, detail)
+
+    def _set_status(self, venue: str, status: VenueStatus, detail: str) -> None:
+        if self._status.get(venue) is status:
+            return
+        self._status[venue] = status
+        self._emit(VenueStatusChanged(self.clock.now_ns(), venue, status, detail))
+
+    # --- queries (cheap, synchronous, read-only) --------------------------------------------
+    def book(self, venue: str, market: str) -> OrderBook | None:
+        v = self.venues.get(venue)
+        return v.book(market) if v is not None else None
+
+    def ladder(self, venue: str, market: str, depth: int) -> BookLadder | None:
+        book = self.book(venue, market)
+        if book is None:
+            return None
+        return BookLadder(venue, market, tuple(book.bids.top(depth)), tuple(book.asks.top(depth)),
+                          book.last_update_ns, book.is_stale(self.clock.now_ns(), self._stale_ns),
+                          book.is_crossed())
+
+    def free_balance(self, venue: str, asset: str) -> Decimal:
+        return self._balances.get(venue, {}).get(asset, ZERO)
+
+    def balances(self) -> Mapping[str, Mapping[str, Decimal]]:
+        return self._balances
+
+    def venue_status(self, venue: str) -> VenueStatus:
+        return self._status[venue]
+
+    def spreads(self) -> list[Spread]:
+        return self.detector.spreads()

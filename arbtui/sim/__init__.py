@@ -1,0 +1,1 @@
+"""The simulated market: fair-value processes, matching, and the driver that moves them in time."""

@@ -1,0 +1,1 @@
+"""Venues: the one :class:`~arbtui.venues.base.Venue` protocol and its implementations."""
