@@ -1,3 +1,118 @@
-"""placeholder"""
-def main() -> int:
+"""The ``arbtui`` command: run the console, check or write a configuration.
+
+``arbtui`` alone runs the console on ``./config.toml`` if there is one, else on the built-in demo
+(simulated venues: no keys, no network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from arbtui import __version__
+from arbtui.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config, default_config_data, load_config
+
+
+def _resolve_config(path: str | None) -> Config:
+    if path is not None:
+        return load_config(Path(path))
+    local = Path(DEFAULT_CONFIG_NAME)
+    if local.is_file():
+        return load_config(local)
+    return default_config()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = _resolve_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.seed is not None:
+        from dataclasses import replace
+
+        config = replace(config, seed=args.seed)
+    from arbtui.ui.app import ArbApp  # the UI is imported only when it is needed
+
+    app = ArbApp(config)
+    app.run()
+    if app.engine_error is not None:
+        print(f"arbtui: the engine stopped with an error: {app.engine_error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
+    listings = sum(len(m.listings) for m in config.markets)
+    print(
+        f"{path}: valid ({len(config.venues)} venues, {len(config.markets)} markets, {listings} listings, "
+        f"mode {config.mode})"
+    )
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    import tomli_w
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} already exists; not overwriting it (use --force to replace it)", file=sys.stderr)
+        return 1
+    header = (
+        "# arbtui configuration, written by `arbtui init`.\n"
+        "# Every key is documented in the config.toml of the arbtui repository.\n"
+        "# Secrets (API keys) never go here: they come from the environment or a secrets file.\n\n"
+    )
+    path.write_text(header + tomli_w.dumps(default_config_data()), encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arbtui",
+        description="A terminal operator console for cross-venue arbitrage. With no command, runs the console.",
+    )
+    parser.add_argument("--version", action="version", version=f"arbtui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            metavar="PATH",
+            help=f"configuration file (default: ./{DEFAULT_CONFIG_NAME} if it "
+            "exists, else the built-in simulated demo)",
+        )
+        p.add_argument("--seed", type=int, help="override the simulation seed")
+
+    add_run_options(parser)
+    run = sub.add_parser("run", help="run the console (the default)")
+    add_run_options(run)
+    run.set_defaults(func=_cmd_run)
+    check = sub.add_parser("check-config", help="validate a configuration file (exit 2 on error)")
+    check.add_argument("path", nargs="?", default=DEFAULT_CONFIG_NAME, metavar="PATH")
+    check.set_defaults(func=_cmd_check_config)
+    init = sub.add_parser("init", help="write the default configuration")
+    init.add_argument("path", nargs="?", default=DEFAULT_CONFIG_NAME, metavar="PATH")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=_cmd_init)
+    parser.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -141,13 +141,17 @@ class Config:
         raise KeyError(name)
 
     def instruments(self) -> Instruments:
-        markets = [
-            Market(m.id, m.base, m.quote, m.kind, m.event, m.outcome) for m in self.markets
-        ]
+        markets = [Market(m.id, m.base, m.quote, m.kind, m.event, m.outcome) for m in self.markets]
         listings = [
             Listing(
-                lc.venue, m.id, lc.symbol, lc.tick_size, lc.lot_size, lc.min_size,
-                lc.price_precision, lc.qty_precision,
+                lc.venue,
+                m.id,
+                lc.symbol,
+                lc.tick_size,
+                lc.lot_size,
+                lc.min_size,
+                lc.price_precision,
+                lc.qty_precision,
             )
             for m in self.markets
             for lc in m.listings
@@ -193,7 +197,9 @@ class _Reader:
             self.error(_join(path, key), bad.message)
             return default
 
-    def require(self, tbl: Mapping[str, Any], path: str, key: str, conv: Callable[[Any, str], T], what: str) -> T | None:
+    def require(
+        self, tbl: Mapping[str, Any], path: str, key: str, conv: Callable[[Any, str], T], what: str
+    ) -> T | None:
         if key not in tbl:
             self.error(_join(path, key), f"missing (expected {what})")
             return None
@@ -218,14 +224,16 @@ def _describe(value: Any) -> str:
     return f"{names.get(type(value), type(value).__name__)} ({value!r})" if not isinstance(value, dict) else "a table"
 
 
-def _decimal(*, min_value: Decimal | None = None, positive: bool = False, max_value: Decimal | None = None) -> Callable[[Any, str], Decimal]:
+def _decimal(
+    *, min_value: Decimal | None = None, positive: bool = False, max_value: Decimal | None = None
+) -> Callable[[Any, str], Decimal]:
     def conv(value: Any, _path: str) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise _Bad(f"expected a decimal number (e.g. \"0.0010\"), got {_describe(value)}")
+            raise _Bad(f'expected a decimal number (e.g. "0.0010"), got {_describe(value)}')
         try:
             d = to_decimal(value)
         except (ValueError, TypeError):
-            raise _Bad(f"expected a decimal number (e.g. \"0.0010\"), got {_describe(value)}") from None
+            raise _Bad(f'expected a decimal number (e.g. "0.0010"), got {_describe(value)}') from None
         if positive and d <= 0:
             raise _Bad(f"expected a number greater than 0, got {value!r}")
         if min_value is not None and d < min_value:
@@ -267,15 +275,28 @@ _PROB = _decimal(min_value=Decimal(0), max_value=Decimal(1))
 
 def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
     d = SimVenueConfig()
-    t = r.table(raw, path, {
-        "ack_latency_ms", "latency_jitter_ms", "reject_rate", "timeout_rate", "partial_fill_rate",
-        "lag_ms", "noise_bps", "update_interval_ms", "half_spread_ticks", "depth", "balances",
-    })
+    t = r.table(
+        raw,
+        path,
+        {
+            "ack_latency_ms",
+            "latency_jitter_ms",
+            "reject_rate",
+            "timeout_rate",
+            "partial_fill_rate",
+            "lag_ms",
+            "noise_bps",
+            "update_interval_ms",
+            "half_spread_ticks",
+            "depth",
+            "balances",
+        },
+    )
     balances: dict[str, Decimal] = {}
     if "balances" in t:
         bpath = _join(path, "balances")
         btab = r.table(t["balances"], bpath, set(t["balances"]) if isinstance(t["balances"], dict) else set())
-        for asset, amount in btab.items():
+        for asset in btab:
             balances[asset] = r.get(btab, bpath, asset, _decimal(min_value=Decimal(0)), Decimal(0))
     return SimVenueConfig(
         ack_latency_ms=r.get(t, path, "ack_latency_ms", _int(min_value=0, max_value=60_000), d.ack_latency_ms),
@@ -285,7 +306,9 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
         partial_fill_rate=r.get(t, path, "partial_fill_rate", _PROB, d.partial_fill_rate),
         lag_ms=r.get(t, path, "lag_ms", _int(min_value=0, max_value=60_000), d.lag_ms),
         noise_bps=r.get(t, path, "noise_bps", _decimal(min_value=Decimal(0)), d.noise_bps),
-        update_interval_ms=r.get(t, path, "update_interval_ms", _int(min_value=1, max_value=60_000), d.update_interval_ms),
+        update_interval_ms=r.get(
+            t, path, "update_interval_ms", _int(min_value=1, max_value=60_000), d.update_interval_ms
+        ),
         half_spread_ticks=r.get(t, path, "half_spread_ticks", _int(min_value=1, max_value=1000), d.half_spread_ticks),
         depth=r.get(t, path, "depth", _int(min_value=1, max_value=1000), d.depth),
         balances=balances,
@@ -296,8 +319,8 @@ def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | Non
     t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim"})
     kind = r.get(t, path, "kind", _str(VENUE_KINDS), "simulated")
     model = r.get(t, path, "fee_model", _str(tuple(m.value for m in FeeModel)), FeeModel.NOTIONAL.value)
-    maker = r.require(t, path, "maker_fee", _RATE, "a fee rate between 0 and 1, e.g. \"0.0025\" for 0.25%")
-    taker = r.require(t, path, "taker_fee", _RATE, "a fee rate between 0 and 1, e.g. \"0.0040\" for 0.40%")
+    maker = r.require(t, path, "maker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0025" for 0.25%')
+    taker = r.require(t, path, "taker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0040" for 0.40%')
     sim = _read_sim_venue(r, t.get("sim", {}), _join(path, "sim"))
     if maker is None or taker is None:
         return None
@@ -307,35 +330,41 @@ def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | Non
 def _read_listing(r: _Reader, venue: str, raw: Any, path: str, venues: set[str]) -> ListingConfig | None:
     t = r.table(raw, path, {"symbol", "tick_size", "lot_size", "min_size", "price_precision", "qty_precision"})
     if venue not in venues:
-        r.error(path, f"names venue {venue!r}, which is not defined under [venues] (defined: {', '.join(sorted(venues)) or 'none'})")
-    symbol = r.require(t, path, "symbol", _str(), "the venue's own symbol, e.g. \"BTC/USD\"")
-    tick = r.require(t, path, "tick_size", _decimal(positive=True), "a price step greater than 0, e.g. \"0.1\"")
-    lot = r.require(t, path, "lot_size", _decimal(positive=True), "a size step greater than 0, e.g. \"0.00000001\"")
+        defined = ", ".join(sorted(venues)) or "none"
+        r.error(path, f"names venue {venue!r}, which is not defined under [venues] (defined: {defined})")
+    symbol = r.require(t, path, "symbol", _str(), 'the venue\'s own symbol, e.g. "BTC/USD"')
+    tick = r.require(t, path, "tick_size", _decimal(positive=True), 'a price step greater than 0, e.g. "0.1"')
+    lot = r.require(t, path, "lot_size", _decimal(positive=True), 'a size step greater than 0, e.g. "0.00000001"')
     if symbol is None or tick is None or lot is None:
         return None
     min_size = r.get(t, path, "min_size", _decimal(min_value=Decimal(0)), lot)
     pp = r.get(t, path, "price_precision", _int(min_value=0, max_value=18), precision_of(tick))
     qp = r.get(t, path, "qty_precision", _int(min_value=0, max_value=18), precision_of(lot))
     if precision_of(tick) > pp:
-        r.error(_join(path, "price_precision"), f"expected at least {precision_of(tick)} to render tick_size {tick}, got {pp}")
+        r.error(
+            _join(path, "price_precision"),
+            f"expected at least {precision_of(tick)} to render tick_size {tick}, got {pp}",
+        )
     if precision_of(lot) > qp:
-        r.error(_join(path, "qty_precision"), f"expected at least {precision_of(lot)} to render lot_size {lot}, got {qp}")
+        r.error(
+            _join(path, "qty_precision"), f"expected at least {precision_of(lot)} to render lot_size {lot}, got {qp}"
+        )
     return ListingConfig(venue, symbol, tick, lot, min_size, pp, qp)
 
 
 def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) -> MarketConfig | None:
     t = r.table(raw, path, {"kind", "base", "quote", "event", "outcome", "max_quantity", "venues", "sim"})
     kind = MarketKind(r.get(t, path, "kind", _str(tuple(k.value for k in MarketKind)), "spot"))
-    base = r.require(t, path, "base", _str(), "the base asset, e.g. \"BTC\"")
-    quote = r.require(t, path, "quote", _str(), "the quote asset, e.g. \"USD\"")
+    base = r.require(t, path, "base", _str(), 'the base asset, e.g. "BTC"')
+    quote = r.require(t, path, "quote", _str(), 'the quote asset, e.g. "USD"')
     event = outcome = None
     if kind is MarketKind.OUTCOME:
         event = r.require(t, path, "event", _str(), "the binary event this token belongs to")
-        outcome = r.require(t, path, "outcome", _str(("YES", "NO")), "\"YES\" or \"NO\"")
+        outcome = r.require(t, path, "outcome", _str(("YES", "NO")), '"YES" or "NO"')
     else:
         for key in ("event", "outcome"):
             if key in t:
-                r.error(_join(path, key), "only allowed when kind = \"outcome\"")
+                r.error(_join(path, key), 'only allowed when kind = "outcome"')
     max_qty = r.require(t, path, "max_quantity", _decimal(positive=True), "the largest size per trade, greater than 0")
     listings: list[ListingConfig] = []
     vpath = _join(path, "venues")
@@ -353,11 +382,16 @@ def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) ->
                 r.error(vpath, f"lot sizes {small} and {big} must divide each other so both legs can trade one size")
     sd = MarketSimConfig()
     spath = _join(path, "sim")
-    st = r.table(t.get("sim", {}), spath, {"start_price", "volatility_bps", "jump_rate_per_min", "jump_bps", "level_size", "lag_ms"})
+    st = r.table(
+        t.get("sim", {}),
+        spath,
+        {"start_price", "volatility_bps", "jump_rate_per_min", "jump_bps", "level_size", "lag_ms"},
+    )
     needs_start = not (kind is MarketKind.OUTCOME and outcome == "NO")
     start = (
         r.require(st, spath, "start_price", _decimal(positive=True), "the simulated starting price, greater than 0")
-        if needs_start else r.get(st, spath, "start_price", _decimal(positive=True), None)
+        if needs_start
+        else r.get(st, spath, "start_price", _decimal(positive=True), None)
     )
     if kind is MarketKind.OUTCOME and start is not None and not (0 < start < 1):
         r.error(_join(spath, "start_price"), f"expected a probability strictly between 0 and 1, got {start}")
@@ -412,15 +446,31 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             r.error("markets", f"event {ev!r} expected both a YES and a NO token, found {', '.join(sorted(outs))}")
 
     dd = DetectorConfig()
-    dt = r.table(top.get("detector", {}), "detector", {
-        "slippage_floor_bps", "volatility_multiplier", "expected_latency_ms", "volatility_halflife_s",
-        "min_net_edge_bps", "stale_after_ms",
-    })
+    dt = r.table(
+        top.get("detector", {}),
+        "detector",
+        {
+            "slippage_floor_bps",
+            "volatility_multiplier",
+            "expected_latency_ms",
+            "volatility_halflife_s",
+            "min_net_edge_bps",
+            "stale_after_ms",
+        },
+    )
     detector = DetectorConfig(
-        slippage_floor_bps=r.get(dt, "detector", "slippage_floor_bps", _decimal(min_value=Decimal(0)), dd.slippage_floor_bps),
-        volatility_multiplier=r.get(dt, "detector", "volatility_multiplier", _decimal(min_value=Decimal(0)), dd.volatility_multiplier),
-        expected_latency_ms=r.get(dt, "detector", "expected_latency_ms", _int(min_value=0, max_value=60_000), dd.expected_latency_ms),
-        volatility_halflife_s=r.get(dt, "detector", "volatility_halflife_s", _decimal(positive=True), dd.volatility_halflife_s),
+        slippage_floor_bps=r.get(
+            dt, "detector", "slippage_floor_bps", _decimal(min_value=Decimal(0)), dd.slippage_floor_bps
+        ),
+        volatility_multiplier=r.get(
+            dt, "detector", "volatility_multiplier", _decimal(min_value=Decimal(0)), dd.volatility_multiplier
+        ),
+        expected_latency_ms=r.get(
+            dt, "detector", "expected_latency_ms", _int(min_value=0, max_value=60_000), dd.expected_latency_ms
+        ),
+        volatility_halflife_s=r.get(
+            dt, "detector", "volatility_halflife_s", _decimal(positive=True), dd.volatility_halflife_s
+        ),
         min_net_edge_bps=r.get(dt, "detector", "min_net_edge_bps", _decimal(min_value=Decimal(0)), dd.min_net_edge_bps),
         stale_after_ms=r.get(dt, "detector", "stale_after_ms", _int(min_value=1), dd.stale_after_ms),
     )

@@ -100,8 +100,14 @@ def _walk_cost(side: BookSide, quantity: Decimal, fees: FeeSchedule) -> _LegCost
 class Detector:
     """Prices every configured spread; emits one event per spread whose figures changed."""
 
-    def __init__(self, config: Config, instruments: Instruments, fees: Mapping[str, FeeSchedule],
-                 books: BookLookup, balances: BalanceLookup) -> None:
+    def __init__(
+        self,
+        config: Config,
+        instruments: Instruments,
+        fees: Mapping[str, FeeSchedule],
+        books: BookLookup,
+        balances: BalanceLookup,
+    ) -> None:
         self._cfg = config.detector
         self._risk = config.risk
         self._books = books
@@ -126,16 +132,32 @@ class Detector:
             for v in venues:
                 self._vol[(v, market.id)] = VolatilityEstimator(halflife)
             for a, b in itertools.permutations(venues, 2):
-                self._add(_PairSpec(f"{market.id} {a}>{b}", SpreadKind.CROSS_VENUE, market.id,
-                                    leg(a, market.id, Side.BUY), leg(b, market.id, Side.SELL),
-                                    max_qty[market.id], ZERO))
+                self._add(
+                    _PairSpec(
+                        f"{market.id} {a}>{b}",
+                        SpreadKind.CROSS_VENUE,
+                        market.id,
+                        leg(a, market.id, Side.BUY),
+                        leg(b, market.id, Side.SELL),
+                        max_qty[market.id],
+                        ZERO,
+                    )
+                )
         for event, outcomes in sorted(instruments.events().items()):
             yes, no = outcomes["YES"], outcomes["NO"]
             for a in instruments.venues_for_market(yes.id):
                 for b in instruments.venues_for_market(no.id):
-                    self._add(_PairSpec(f"{event} {a}:YES+{b}:NO", SpreadKind.COMPLEMENT, event,
-                                        leg(a, yes.id, Side.BUY), leg(b, no.id, Side.BUY),
-                                        min(max_qty[yes.id], max_qty[no.id]), yes.payout))
+                    self._add(
+                        _PairSpec(
+                            f"{event} {a}:YES+{b}:NO",
+                            SpreadKind.COMPLEMENT,
+                            event,
+                            leg(a, yes.id, Side.BUY),
+                            leg(b, no.id, Side.BUY),
+                            min(max_qty[yes.id], max_qty[no.id]),
+                            yes.payout,
+                        )
+                    )
 
     def _add(self, spec: _PairSpec) -> None:
         self._specs.append(spec)
@@ -221,7 +243,8 @@ class Detector:
                 return None
             c1 = _walk_cost(side1, quantity, spec.first.fees)
             c2 = _walk_cost(side2, quantity, spec.second.fees)
-            assert c1.worst is not None and c2.worst is not None
+        if c1.worst is None or c2.worst is None:
+            return None
         slippage = slip * (c1.notional + c2.notional)
         fees = c1.fee + c2.fee
         if spec.kind is SpreadKind.CROSS_VENUE:
@@ -232,32 +255,49 @@ class Detector:
             gross = spec.payout * quantity - cost
         pnl = gross - fees - slippage
         net_bps = bps(pnl, cost)
-        pays = (not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl
-                and net_bps >= self._cfg.min_net_edge_bps)
+        pays = not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl and net_bps >= self._cfg.min_net_edge_bps
         legs = (
-            LegPlan(spec.first.venue, spec.first.listing.market, spec.first.side, quantity,
-                    c1.notional / quantity, c1.worst, c1.fee),
-            LegPlan(spec.second.venue, spec.second.listing.market, spec.second.side, quantity,
-                    c2.notional / quantity, c2.worst, c2.fee),
+            LegPlan(
+                spec.first.venue,
+                spec.first.listing.market,
+                spec.first.side,
+                quantity,
+                c1.notional / quantity,
+                c1.worst,
+                c1.fee,
+            ),
+            LegPlan(
+                spec.second.venue,
+                spec.second.listing.market,
+                spec.second.side,
+                quantity,
+                c2.notional / quantity,
+                c2.worst,
+                c2.fee,
+            ),
         )
         prev = self._current.get(spec.key)
-        same = (prev is not None and prev.legs == legs and prev.expected_pnl == pnl)
+        same = prev is not None and prev.legs == legs and prev.expected_pnl == pnl
         if pays:
             if prev is not None and prev.opportunity_id is not None:
                 if same:
                     return None
-                spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl,
-                                      prev.opportunity_id, prev.since_ns)
+                spread = self._spread(
+                    spec, legs, quantity, gross, cost, fees, slippage, pnl, prev.opportunity_id, prev.since_ns
+                )
                 self._current[spec.key] = spread
                 return OpportunityUpdated(now_ns, spread)
-            spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl,
-                                  f"O-{next(self._ids)}", now_ns)
+            spread = self._spread(
+                spec, legs, quantity, gross, cost, fees, slippage, pnl, f"O-{next(self._ids)}", now_ns
+            )
             self._current[spec.key] = spread
             return OpportunityDetected(now_ns, spread)
         if prev is not None and prev.opportunity_id is not None:
             spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl, None, now_ns)
             self._current[spec.key] = spread
-            return OpportunityExpired(now_ns, prev.opportunity_id, spread, blocked or "edge no longer beats fees and slippage")
+            return OpportunityExpired(
+                now_ns, prev.opportunity_id, spread, blocked or "edge no longer beats fees and slippage"
+            )
         if same:
             return None
         since = prev.since_ns if prev is not None else now_ns
@@ -265,11 +305,33 @@ class Detector:
         self._current[spec.key] = spread
         return SpreadChanged(now_ns, spread)
 
-    def _spread(self, spec: _PairSpec, legs: tuple[LegPlan, LegPlan], quantity: Decimal, gross: Decimal,
-                cost: Decimal, fees: Decimal, slippage: Decimal, pnl: Decimal, oid: str | None,
-                since: int) -> Spread:
-        return Spread(spec.key, spec.kind, spec.group, legs, quantity, bps(gross, cost), bps(pnl, cost),
-                      fees, slippage, pnl, oid, since)
+    def _spread(
+        self,
+        spec: _PairSpec,
+        legs: tuple[LegPlan, LegPlan],
+        quantity: Decimal,
+        gross: Decimal,
+        cost: Decimal,
+        fees: Decimal,
+        slippage: Decimal,
+        pnl: Decimal,
+        oid: str | None,
+        since: int,
+    ) -> Spread:
+        return Spread(
+            spec.key,
+            spec.kind,
+            spec.group,
+            legs,
+            quantity,
+            bps(gross, cost),
+            bps(pnl, cost),
+            fees,
+            slippage,
+            pnl,
+            oid,
+            since,
+        )
 
     def _blocked(self, book1: OrderBook, book2: OrderBook, now_ns: int) -> str:
         for book in (book1, book2):
@@ -334,4 +396,3 @@ class Detector:
                 lvl2 = next(it2, None)
                 left2 = lvl2[1] if lvl2 else ZERO
         return qty
-

@@ -54,8 +54,15 @@ class BookLadder:
 class Engine:
     """One engine per process; every driver goes through it."""
 
-    def __init__(self, config: Config, clock: Clock, venues: Sequence[Venue], *, mode: str = "sim",
-                 drivers: Sequence[tuple[str, Driver]] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        venues: Sequence[Venue],
+        *,
+        mode: str = "sim",
+        drivers: Sequence[tuple[str, Driver]] = (),
+    ) -> None:
         self.config = config
         self.clock = clock
         self.mode = mode
@@ -118,13 +125,19 @@ class Engine:
     async def run(self) -> None:
         """Start, then run until :meth:`stop` is called or a task fails (the failure is raised)."""
         await self.start()
+        await self.run_until_stopped()
+
+    async def run_until_stopped(self) -> None:
+        """Wait (after :meth:`start`) until :meth:`stop` or a failing task; a failure is raised."""
         try:
             await self._stopped.wait()
         finally:
-            if not self._stopped.is_set():
+            if self.failure is None and not self._stopped.is_set():
                 await self.stop("cancelled")
         if self.failure is not None:
-            raise self.failure
+            failure = self.failure
+            await self.stop(f"failed: {failure}")
+            raise failure
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrapper() -> None:
@@ -188,9 +201,15 @@ class Engine:
         book = self.book(venue, market)
         if book is None:
             return None
-        return BookLadder(venue, market, tuple(book.bids.top(depth)), tuple(book.asks.top(depth)),
-                          book.last_update_ns, book.is_stale(self.clock.now_ns(), self._stale_ns),
-                          book.is_crossed())
+        return BookLadder(
+            venue,
+            market,
+            tuple(book.bids.top(depth)),
+            tuple(book.asks.top(depth)),
+            book.last_update_ns,
+            book.is_stale(self.clock.now_ns(), self._stale_ns),
+            book.is_crossed(),
+        )
 
     def free_balance(self, venue: str, asset: str) -> Decimal:
         return self._balances.get(venue, {}).get(asset, ZERO)

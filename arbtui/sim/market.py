@@ -17,6 +17,7 @@ from arbtui.sim.price_process import FairValue
 from arbtui.venues.simulated import SimulatedVenue
 
 STEP_NS = 10 * NS_PER_MS
+MAX_CATCH_UP_NS = 5_000 * NS_PER_MS
 
 
 class SimulatedMarket:
@@ -35,15 +36,26 @@ class SimulatedMarket:
             assert mc.sim.start_price is not None  # config requires it for every other market
             rng = random.Random(f"{config.seed}:fair:{mc.id}")
             self._fair[mc.id] = FairValue(
-                rng, float(mc.sim.start_price), float(mc.sim.volatility_bps),  # float ok: model state
-                float(mc.sim.jump_rate_per_min), float(mc.sim.jump_bps),  # float ok: model parameters
+                rng,
+                float(mc.sim.start_price),
+                float(mc.sim.volatility_bps),  # float ok: model state
+                float(mc.sim.jump_rate_per_min),
+                float(mc.sim.jump_bps),  # float ok: model parameters
                 probability=mc.kind is MarketKind.OUTCOME,
             )
         sims = {mc.id: mc.sim for mc in config.markets}
         self.venues: list[SimulatedVenue] = [
-            SimulatedVenue(vc, instruments.listings_for_venue(vc.name), instruments.markets, sims, clock,
-                           config.seed, self.fair_value)
-            for vc in config.venues if vc.kind == "simulated"
+            SimulatedVenue(
+                vc,
+                instruments.listings_for_venue(vc.name),
+                instruments.markets,
+                sims,
+                clock,
+                config.seed,
+                self.fair_value,
+            )
+            for vc in config.venues
+            if vc.kind == "simulated"
         ]
         now = clock.now_ns()
         self._next_step_ns = now + STEP_NS
@@ -74,4 +86,8 @@ class SimulatedMarket:
         """Drive the market in real time from the clock until cancelled."""
         while True:
             await self._clock.sleep(STEP_NS)
-            self.step_to(self._clock.now_ns())
+            now = self._clock.now_ns()
+            if now - self._next_step_ns > MAX_CATCH_UP_NS:
+                # The process was suspended (a laptop lid, a debugger): skip the gap, don't replay it.
+                self._next_step_ns = now - now % STEP_NS
+            self.step_to(now)

@@ -110,8 +110,9 @@ class MatchingBook:
             total += opposite.total_at(price)
         return total
 
-    def submit(self, owner: str, side: Side, price: Decimal, quantity: Decimal,
-               tif: TimeInForce, tag: str = "") -> MatchResult:
+    def submit(
+        self, owner: str, side: Side, price: Decimal, quantity: Decimal, tif: TimeInForce, tag: str = ""
+    ) -> MatchResult:
         order_id = next(self._ids)
         result = MatchResult(order_id)
         if tif is TimeInForce.FOK and self.available(side, price) < quantity:

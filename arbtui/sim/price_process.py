@@ -23,8 +23,17 @@ from arbtui.domain.clock import NS_PER_S
 class FairValue:
     """One market's fair value over time, with enough history to answer lagged look-ups."""
 
-    def __init__(self, rng: random.Random, start: float, volatility_bps: float, jump_rate_per_min: float,
-                 jump_bps: float, *, probability: bool = False, history_ns: int = 10 * NS_PER_S) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        start: float,
+        volatility_bps: float,
+        jump_rate_per_min: float,
+        jump_bps: float,
+        *,
+        probability: bool = False,
+        history_ns: int = 10 * NS_PER_S,
+    ) -> None:
         """``probability`` markets live in (0, 1) and their bps are of the payout (100 bps = 0.01)."""
         self._rng = rng
         self.value = start
@@ -74,6 +83,8 @@ class Noise:
         self.value = rng.gauss(0.0, 1.0) * self._stdev
 
     def step(self, dt_ns: int) -> None:
+        if dt_ns <= 0:
+            return
         dt = dt_ns / NS_PER_S
         a = math.exp(-dt / self._tau)
         self.value = self.value * a + self._stdev * math.sqrt(1 - a * a) * self._rng.gauss(0.0, 1.0)

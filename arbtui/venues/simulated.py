@@ -80,8 +80,16 @@ FairLookup = Callable[[str, int], float]
 class SimulatedVenue:
     """One simulated venue. Implements :class:`arbtui.venues.base.Venue`."""
 
-    def __init__(self, config: VenueConfig, listings: Sequence[Listing], markets: Mapping[str, Market],
-                 sims: Mapping[str, MarketSimConfig], clock: Clock, seed: int, fair: FairLookup) -> None:
+    def __init__(
+        self,
+        config: VenueConfig,
+        listings: Sequence[Listing],
+        markets: Mapping[str, Market],
+        sims: Mapping[str, MarketSimConfig],
+        clock: Clock,
+        seed: int,
+        fair: FairLookup,
+    ) -> None:
         self._config = config
         self._sim = config.sim
         self._clock = clock
@@ -92,8 +100,13 @@ class SimulatedVenue:
         for lst in self._listings:
             rng = random.Random(f"{seed}:{config.name}:{lst.market}")
             self._state[lst.market] = _ListingState(
-                lst, markets[lst.market], sims[lst.market], MatchingBook(), OrderBook(depth=self._sim.depth),
-                Noise(rng, float(self._sim.noise_bps)), rng,
+                lst,
+                markets[lst.market],
+                sims[lst.market],
+                MatchingBook(),
+                OrderBook(depth=self._sim.depth),
+                Noise(rng, float(self._sim.noise_bps)),
+                rng,
             )
         self._balances: dict[str, Decimal] = dict(config.sim.balances)
         self._orders: dict[str, _ClientOrder] = {}
@@ -219,7 +232,7 @@ class SimulatedVenue:
     def _refresh(self, st: _ListingState, now_ns: int) -> None:
         if st.last_refresh_ns:
             st.noise.step(now_ns - st.last_refresh_ns)
-        st.last_refresh_ns = now_ns
+        st.last_refresh_ns = max(st.last_refresh_ns, now_ns)
         lag_ns = (self._sim.lag_ms + st.sim.lag_ms) * NS_PER_MS
         fair = self._fair(st.market.id, now_ns - lag_ns)
         tick = float(st.listing.tick_size)  # float ok: choosing a quote grid, rounded to ticks below
@@ -246,15 +259,15 @@ class SimulatedVenue:
         for key in [k for k in st.sizes if k not in targets]:
             del st.sizes[key]
         # Withdraw quotes that are no longer wanted first, so new quotes never cross old ones.
-        for key, oid in list(st.mm_orders.items()):
-            resting = st.matching.order(oid)
+        for key, mm_oid in list(st.mm_orders.items()):
+            resting = st.matching.order(mm_oid)
             if resting is None:
                 del st.mm_orders[key]
             elif key not in targets:
-                st.matching.cancel(oid)
+                st.matching.cancel(mm_oid)
                 del st.mm_orders[key]
             elif resting.remaining > targets[key]:
-                st.matching.reduce(oid, targets[key])
+                st.matching.reduce(mm_oid, targets[key])
         for key, size in targets.items():
             oid = st.mm_orders.get(key)
             resting = st.matching.order(oid) if oid is not None else None
@@ -285,7 +298,9 @@ class SimulatedVenue:
             self._reject(order, f"price {req.limit_price} is not a multiple of tick {lst.tick_size}")
             return
         if not lst.is_valid_quantity(req.quantity):
-            self._reject(order, f"quantity {req.quantity} is below {lst.min_size} or not a multiple of lot {lst.lot_size}")
+            self._reject(
+                order, f"quantity {req.quantity} is below {lst.min_size} or not a multiple of lot {lst.lot_size}"
+            )
             return
         free = self.free_balances()
         fees = self._config.fees
@@ -300,8 +315,9 @@ class SimulatedVenue:
             return
         if other_takes > 0:
             self._others_take(st, req.side, req.limit_price, other_takes, now)
-        result = st.matching.submit(CLIENT, req.side, req.limit_price, req.quantity, req.time_in_force,
-                                    tag=req.client_order_id)
+        result = st.matching.submit(
+            CLIENT, req.side, req.limit_price, req.quantity, req.time_in_force, tag=req.client_order_id
+        )
         self._venue_ids += 1
         order.venue_order_id = f"{self.name[:2].upper()}-{self._venue_ids:06d}"
         order.order_id = result.order_id
@@ -312,8 +328,9 @@ class SimulatedVenue:
                 self._maker_fill(st, trade, now)
             st.last_taken_ns[(trade.maker.side, trade.price)] = now
         if result.rested is not None:
-            order.reserved = (result.rested.remaining * req.limit_price if req.side is Side.BUY
-                              else result.rested.remaining)
+            order.reserved = (
+                result.rested.remaining * req.limit_price if req.side is Side.BUY else result.rested.remaining
+            )
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
         elif order.filled == req.quantity:
             order.status = OrderStatus.FILLED
@@ -345,7 +362,7 @@ class SimulatedVenue:
         order = self._orders[cid]
         self._apply_fill(order, trade.price, trade.quantity, Liquidity.MAKER, now)
         req = order.request
-        order.reserved = (trade.maker.remaining * req.limit_price if req.side is Side.BUY else trade.maker.remaining)
+        order.reserved = trade.maker.remaining * req.limit_price if req.side is Side.BUY else trade.maker.remaining
         order.status = OrderStatus.FILLED if trade.maker.remaining == 0 else OrderStatus.PARTIALLY_FILLED
 
     def _apply_fill(self, order: _ClientOrder, price: Decimal, qty: Decimal, liquidity: Liquidity, now: int) -> None:
@@ -368,10 +385,17 @@ class SimulatedVenue:
     def _report(self, order: _ClientOrder) -> OrderReport:
         avg = order.notional / order.filled if order.filled else None
         return OrderReport(
-            client_order_id=order.request.client_order_id, venue=self.name,
-            venue_order_id=order.venue_order_id or None, status=order.status,
-            quantity=order.request.quantity, filled_quantity=order.filled, average_price=avg,
-            fee=order.fee, ts_ns=self._clock.now_ns(), reason=order.reason, fills=tuple(order.fills),
+            client_order_id=order.request.client_order_id,
+            venue=self.name,
+            venue_order_id=order.venue_order_id or None,
+            status=order.status,
+            quantity=order.request.quantity,
+            filled_quantity=order.filled,
+            average_price=avg,
+            fee=order.fee,
+            ts_ns=self._clock.now_ns(),
+            reason=order.reason,
+            fills=tuple(order.fills),
         )
 
     def _latencies(self) -> tuple[int, int]:

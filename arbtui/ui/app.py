@@ -1,0 +1,99 @@
+"""The Textual application: one engine, run as one named worker, and the panes that show it.
+
+The app owns no trading state. It subscribes a :class:`~arbtui.ui.bridge.UIBridge` to the engine's
+events and flushes the panes from it ``ui.refresh_hz`` times a second inside ``batch_update``. If
+the engine fails, the error is shown on an error screen and the terminal is left intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import App
+from textual.widgets import Static
+from textual.worker import Worker, WorkerState
+
+from arbtui.config import Config
+from arbtui.domain.clock import Clock, LiveClock
+from arbtui.engine.builder import build_engine
+from arbtui.engine.engine import Engine
+from arbtui.ui.bridge import UIBridge
+from arbtui.ui.screens.error_screen import EngineErrorScreen
+from arbtui.ui.screens.main_screen import MainScreen
+from arbtui.ui.widgets.books_pane import BooksPane
+from arbtui.ui.widgets.spreads_table import SpreadsTable
+from arbtui.ui.widgets.status_header import StatusHeader
+
+ENGINE_WORKER = "engine"
+
+
+class ArbApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "arbtui"
+
+    def __init__(
+        self, config: Config, *, clock: Clock | None = None, engine: Engine | None = None, auto_refresh: bool = True
+    ) -> None:
+        """``auto_refresh=False`` leaves flushing to the caller (snapshot tests flush at a chosen time)."""
+        super().__init__()
+        self._auto_refresh = auto_refresh
+        self.config = config
+        self.clock: Clock = clock if clock is not None else LiveClock()
+        if engine is None:
+            engine, _ = build_engine(config, self.clock)
+        self.engine = engine
+        self.bridge = UIBridge(list(engine.venues))
+        self._unsubscribe = engine.subscribe(self.bridge.on_event)
+        self.engine_error: BaseException | None = None
+        self.engine_started = asyncio.Event()
+        self.flushes = 0
+        self._shown_notable = ""
+        self._main = MainScreen(self)
+
+    def on_mount(self) -> None:
+        self.push_screen(self._main)
+        self.run_worker(self._run_engine(), name=ENGINE_WORKER, group=ENGINE_WORKER, exit_on_error=False)
+        if self._auto_refresh:
+            self.set_interval(1 / self.config.ui.refresh_hz, self.flush, name="ui-flush")
+
+    async def _run_engine(self) -> None:
+        await self.engine.start()
+        self.engine_started.set()
+        await self.engine.run_until_stopped()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != ENGINE_WORKER or event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        assert error is not None
+        self.engine_error = error
+        self.push_screen(EngineErrorScreen(error))
+
+    async def flush(self) -> None:
+        """Redraw what changed since the last flush, in one batch."""
+        self.flushes += 1
+        main = self._main
+        if not main.is_mounted:
+            return
+        bridge = self.bridge
+        now = self.clock.now_ns()
+        table = main.query_one(SpreadsTable)
+        books = main.query_one(BooksPane)
+        with self.batch_update():
+            main.query_one(StatusHeader).show(self.engine.mode, now, bridge)
+            # Ages tick even when nothing else changes, so the table is refreshed every flush.
+            table.refresh_spreads(bridge.spreads, now)
+            bridge.spreads_dirty = False
+            if books.group is None:
+                selected = table.selected_spread()
+                if selected is not None:
+                    await books.select(selected.group)
+            books.redraw(bridge.take_dirty_books())
+            if bridge.last_notable != self._shown_notable:
+                self._shown_notable = bridge.last_notable
+                main.query_one("#event-strip", Static).update(bridge.last_notable)
+
+    async def shutdown(self) -> None:
+        """Stop the engine (closing every venue), then leave."""
+        await self.engine.stop("operator quit")
+        self.exit()

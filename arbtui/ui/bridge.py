@@ -1,0 +1,95 @@
+"""The UI bridge: folds engine events into latest-wins view state, which panes read when they
+are flushed (10-20 times a second), never once per event (STYLE.md rule 9).
+
+The bridge is a plain object subscribed to the engine's event stream; it does no rendering and
+keeps only what the panes need: the latest view of every spread, which books changed, venue
+statuses and feed rates.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from arbtui.domain.clock import NS_PER_S
+from arbtui.domain.events import (
+    BookUpdated,
+    EngineStopped,
+    Event,
+    OpportunityDetected,
+    OpportunityExpired,
+    OpportunityUpdated,
+    Spread,
+    SpreadChanged,
+    VenueStatus,
+    VenueStatusChanged,
+)
+from arbtui.ui.formatting import clock_text
+
+RATE_WINDOW_NS = 2 * NS_PER_S
+
+
+@dataclass
+class VenueView:
+    status: VenueStatus = VenueStatus.CLOSED
+    detail: str = ""
+    updates: deque[int] = field(default_factory=deque)  # BookUpdated times in the rate window
+
+    def rate(self, now_ns: int) -> float:
+        """Book updates per second over the last two seconds of engine time."""
+        while self.updates and self.updates[0] <= now_ns - RATE_WINDOW_NS:
+            self.updates.popleft()
+        return len(self.updates) * NS_PER_S / RATE_WINDOW_NS
+
+
+class UIBridge:
+    """Latest-wins view state, with dirty flags the flush reads and clears."""
+
+    def __init__(self, venues: list[str]) -> None:
+        self.spreads: dict[str, Spread] = {}
+        self.venues: dict[str, VenueView] = {v: VenueView() for v in venues}
+        self.dirty_books: set[tuple[str, str]] = set()
+        self.spreads_dirty = False
+        self.status_dirty = True
+        self.last_notable = ""
+        self.events_seen = 0
+        self.stopped_reason: str | None = None
+
+    def on_event(self, event: Event) -> None:
+        self.events_seen += 1
+        if isinstance(event, BookUpdated):
+            self.dirty_books.add((event.venue, event.market))
+            view = self.venues.get(event.venue)
+            if view is not None:
+                view.updates.append(event.ts_ns)
+        elif isinstance(event, (SpreadChanged, OpportunityUpdated)):
+            self.spreads[event.spread.key] = event.spread
+            self.spreads_dirty = True
+        elif isinstance(event, OpportunityDetected):
+            self.spreads[event.spread.key] = event.spread
+            self.spreads_dirty = True
+            s = event.spread
+            self.last_notable = (
+                f"{clock_text(event.ts_ns)}  {s.opportunity_id} detected: {s.key}, "
+                f"net {s.net_bps:+} bp, expected PnL {s.expected_pnl:+.2f}"
+            )
+        elif isinstance(event, OpportunityExpired):
+            self.spreads[event.spread.key] = event.spread
+            self.spreads_dirty = True
+            self.last_notable = f"{clock_text(event.ts_ns)}  {event.opportunity_id} expired: {event.reason}"
+        elif isinstance(event, VenueStatusChanged):
+            view = self.venues.setdefault(event.venue, VenueView())
+            view.status = event.status
+            view.detail = event.detail
+            self.status_dirty = True
+            if event.status in (VenueStatus.STALE, VenueStatus.ERROR):
+                self.last_notable = (
+                    f"{clock_text(event.ts_ns)}  {event.venue}: {event.status.value} {event.detail}".strip()
+                )
+        elif isinstance(event, EngineStopped):
+            self.stopped_reason = event.reason
+            self.status_dirty = True
+
+    def take_dirty_books(self) -> set[tuple[str, str]]:
+        dirty, self.dirty_books = self.dirty_books, set()
+        return dirty
