@@ -52,7 +52,7 @@ class SimVenueConfig:
     lag_ms: int = 0
     noise_bps: Decimal = Decimal("1.5")
     update_interval_ms: int = 100
-    half_spread_ticks: int = 1
+    spread_ticks: int = 1
     depth: int = 15
     balances: Mapping[str, Decimal] = field(default_factory=dict)
 
@@ -287,7 +287,7 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
             "lag_ms",
             "noise_bps",
             "update_interval_ms",
-            "half_spread_ticks",
+            "spread_ticks",
             "depth",
             "balances",
         },
@@ -309,7 +309,7 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
         update_interval_ms=r.get(
             t, path, "update_interval_ms", _int(min_value=1, max_value=60_000), d.update_interval_ms
         ),
-        half_spread_ticks=r.get(t, path, "half_spread_ticks", _int(min_value=1, max_value=1000), d.half_spread_ticks),
+        spread_ticks=r.get(t, path, "spread_ticks", _int(min_value=1, max_value=1000), d.spread_ticks),
         depth=r.get(t, path, "depth", _int(min_value=1, max_value=1000), d.depth),
         balances=balances,
     )

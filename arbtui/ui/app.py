@@ -84,10 +84,10 @@ class ArbApp(App[None]):
             # Ages tick even when nothing else changes, so the table is refreshed every flush.
             table.refresh_spreads(bridge.spreads, now)
             bridge.spreads_dirty = False
-            if books.group is None:
-                selected = table.selected_spread()
-                if selected is not None:
-                    await books.select(selected.group)
+            # The books pane follows the cursor's row, which a re-sort can change under it.
+            selected = table.selected_spread()
+            if selected is not None and selected.group != books.group:
+                await books.select(selected.group)
             books.redraw(bridge.take_dirty_books())
             if bridge.last_notable != self._shown_notable:
                 self._shown_notable = bridge.last_notable

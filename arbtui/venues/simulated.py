@@ -20,6 +20,7 @@ config seed and the venue and market names.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,14 +239,14 @@ class SimulatedVenue:
         tick = float(st.listing.tick_size)  # float ok: choosing a quote grid, rounded to ticks below
         probability = st.market.kind is MarketKind.OUTCOME
         ref = fair + st.noise.value if probability else fair * (1.0 + st.noise.value)
-        mid_ticks = round(ref / tick)
+        spread = self._sim.spread_ticks
+        bid_top = math.floor(ref / tick - spread / 2)
         spacing = max(1, round(ref * LEVEL_SPACING / tick)) if not probability else 1
-        half = self._sim.half_spread_ticks
         max_ticks = round(1.0 / tick) - 1 if probability else None
         targets: dict[tuple[Side, Decimal], Decimal] = {}
-        for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
+        for side, top, sign in ((Side.BUY, bid_top, -1), (Side.SELL, bid_top + spread, 1)):
             for i in range(self._sim.depth):
-                ticks = mid_ticks + sign * (half + i * spacing)
+                ticks = top + sign * i * spacing
                 if ticks < 1 or (max_ticks is not None and ticks > max_ticks):
                     break
                 price = st.listing.tick_size * ticks

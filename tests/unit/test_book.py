@@ -36,7 +36,7 @@ def qty(lots: int) -> Decimal:
 prices = st.integers(min_value=1, max_value=60).map(px)
 # Zero deletes a level; give it a fair share of the draws so deletes of present and absent levels happen.
 quantities = st.one_of(st.just(ZERO), st.integers(min_value=1, max_value=1_000).map(qty))
-level_lists = st.lists(st.tuples(prices, quantities), max_size=8)
+level_lists = st.lists(st.tuples(prices, quantities), max_size=6)
 updates = st.tuples(level_lists, level_lists)
 depths = st.one_of(st.none(), st.integers(min_value=1, max_value=6))
 
@@ -100,7 +100,7 @@ def assert_matches(book: OrderBook, ref: RefBook) -> None:
 # --- (a) snapshot + updates against the reference ---------------------------------------------
 
 @PROPERTY
-@given(depth=depths, snapshot=updates, steps=st.lists(updates, max_size=12))
+@given(depth=depths, snapshot=updates, steps=st.lists(updates, max_size=8))
 def test_snapshot_and_updates_match_the_reference_model(
     depth: int | None,
     snapshot: tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]],
@@ -121,7 +121,7 @@ def test_snapshot_and_updates_match_the_reference_model(
     assert book.last_update_ns == 1 + len(steps)
 
 
-@PROPERTY
+@settings(max_examples=100, deadline=None)
 @given(depth=depths, first=updates, second=updates)
 def test_a_snapshot_replaces_everything_before_it(
     depth: int | None,
@@ -298,12 +298,12 @@ def test_estimate_fill_by_hand() -> None:
 # --- (c) crossed and stale books ---------------------------------------------------------------
 
 # Bids live on ticks 1..50 and asks on 51..100, so no sequence of these can cross the book.
-low_levels = st.lists(st.tuples(st.integers(1, 50).map(px), quantities), max_size=8)
-high_levels = st.lists(st.tuples(st.integers(51, 100).map(px), quantities), max_size=8)
+low_levels = st.lists(st.tuples(st.integers(1, 50).map(px), quantities), max_size=6)
+high_levels = st.lists(st.tuples(st.integers(51, 100).map(px), quantities), max_size=6)
 
 
 @PROPERTY
-@given(depth=depths, steps=st.lists(st.tuples(low_levels, high_levels), min_size=1, max_size=12),
+@given(depth=depths, steps=st.lists(st.tuples(low_levels, high_levels), min_size=1, max_size=8),
        cross_by=st.integers(min_value=0, max_value=5))
 def test_valid_updates_never_cross_and_a_crossing_update_is_reported(
     depth: int | None,

@@ -46,7 +46,7 @@ class MainScreen(Screen[None]):
         await self._arb.shutdown()
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        table = self.query_one(SpreadsTable)
-        spread = table.spreads.get(str(event.row_key.value))
+        # Read the cursor's row now rather than the event's: a re-sort may have moved rows since.
+        spread = self.query_one(SpreadsTable).selected_spread()
         if spread is not None:
             await self.query_one(BooksPane).select(spread.group)
