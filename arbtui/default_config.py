@@ -123,9 +123,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "max_quantity": "2000",
             "sim": {
                 "start_price": "0.62",
-                "volatility_bps": "8",
-                "jump_rate_per_min": "6",
-                "jump_bps": "400",
+                "volatility_bps": "5",
+                "jump_rate_per_min": "4",
+                "jump_bps": "250",
                 "level_size": "400",
             },
             "venues": {

@@ -159,3 +159,26 @@ async def test_advance_never_moves_time_backwards() -> None:
     with contextlib.suppress(ValueError):  # refusing is fine; moving time backwards is not
         await clock.advance(-50)
     assert clock.now_ns() == 100
+
+
+async def test_a_task_created_just_before_advance_sleeps_from_when_it_was_created() -> None:
+    """Live, a task created at t=0 that sleeps 10 in a loop ticks at 10, 20, 30 during a 35 wait.
+
+    advance() must let ready tasks reach their first sleep before it looks at the sleepers; otherwise
+    a driver spawned just before (as Engine.start() spawns the simulated market) starts its schedule
+    at the *end* of the first advance, and a run depends on how the first advance was sized.
+    """
+    clock = ManualClock()
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            await clock.sleep(10)
+            seen.append(clock.now_ns())
+
+    task = asyncio.create_task(ticker())  # no yield: the task has not started when advance() is called
+    await clock.advance(35)
+    assert seen == [10, 20, 30]
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
