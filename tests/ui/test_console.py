@@ -5,8 +5,8 @@ from __future__ import annotations
 from arbtui.domain.events import OpportunityDetected
 from arbtui.ui.screens.error_screen import EngineErrorScreen
 from arbtui.ui.screens.help_screen import HelpScreen
-from arbtui.ui.widgets.books_pane import BooksPane
 from arbtui.ui.widgets.book_ladder import BookLadderView
+from arbtui.ui.widgets.books_pane import BooksPane
 from arbtui.ui.widgets.spreads_table import SpreadsTable
 from tests.harness import make_app, warm_up
 
