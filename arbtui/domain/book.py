@@ -99,6 +99,8 @@ class BookSide:
             yield p, qty[p]
 
     def top(self, n: int) -> list[Level]:
+        if n <= 0:
+            return []
         prices = self._prices[-n:][::-1] if self.descending else self._prices[:n]
         return [(p, self._qty[p]) for p in prices]
 

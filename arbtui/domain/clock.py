@@ -74,7 +74,10 @@ class ManualClock:
         After each wake-up the event loop runs until it is idle again, so the woken task's
         follow-up work happens at the right time.
         """
+        if duration_ns < 0:
+            raise ValueError("a ManualClock never goes backwards")
         target = self._now + duration_ns
+        await _drain()  # tasks created just before this call register their sleeps at the current time
         while self._waiters and self._waiters[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._waiters)
             self._now = max(self._now, deadline)

@@ -8,7 +8,7 @@ engine handles is ever rounded implicitly.
 from __future__ import annotations
 
 import decimal
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 # 34 significant digits (IEEE decimal128) leave room for a 1e9 price times a 1e-8 lot times fees.
 decimal.getcontext().prec = 34
@@ -31,6 +31,8 @@ def to_decimal(value: object) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):  # float ok: rejecting NaN and infinities
+            raise ValueError(f"not a finite number: {value!r}")
         return Decimal(repr(value))
     if isinstance(value, str):
         try:
@@ -65,12 +67,12 @@ def to_wire(value: Decimal, precision: int) -> str:
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """Largest multiple of ``step`` that is <= ``value`` (sizes, sell limits)."""
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
 
 
 def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
     """Smallest multiple of ``step`` that is >= ``value`` (buy limits)."""
-    return (value / step).to_integral_value(rounding=ROUND_UP) * step
+    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
 
 
 def bps(numerator: Decimal, denominator: Decimal) -> Decimal:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from arbtui.config import Config
@@ -215,12 +215,10 @@ class Detector:
     def _evaluate(self, spec: _PairSpec, now_ns: int) -> SpreadEvent | None:
         book1 = self._books(spec.first.venue, spec.first.listing.market)
         book2 = self._books(spec.second.venue, spec.second.listing.market)
-        if book1 is None or book2 is None:
-            return None
-        side1 = book1.taken_side(spec.first.side)
-        side2 = book2.taken_side(spec.second.side)
-        if not len(side1) or not len(side2):
-            return None
+        side1 = book1.taken_side(spec.first.side) if book1 is not None else None
+        side2 = book2.taken_side(spec.second.side) if book2 is not None else None
+        if book1 is None or book2 is None or side1 is None or side2 is None or not len(side1) or not len(side2):
+            return self._unpriceable(spec, now_ns)
         slip = self._slippage_bps(spec) / BPS
         blocked = self._blocked(book1, book2, now_ns)
         quantity = ZERO if blocked else self._optimal_quantity(spec, side1, side2, slip)
@@ -305,6 +303,18 @@ class Detector:
         self._current[spec.key] = spread
         return SpreadChanged(now_ns, spread)
 
+    def _unpriceable(self, spec: _PairSpec, now_ns: int) -> SpreadEvent | None:
+        """A book or the side a leg needs is missing: a paying spread stops paying at once.
+
+        Its last figures stay on screen (there is nothing newer to show), without an id.
+        """
+        prev = self._current.get(spec.key)
+        if prev is None or prev.opportunity_id is None:
+            return None
+        spread = replace(prev, opportunity_id=None, since_ns=now_ns)
+        self._current[spec.key] = spread
+        return OpportunityExpired(now_ns, prev.opportunity_id, spread, "book empty on one side")
+
     def _spread(
         self,
         spec: _PairSpec,
@@ -346,7 +356,7 @@ class Detector:
         first, second = spec.first, spec.second
         qty = ZERO
         cap = spec.max_quantity
-        notional_left = self._risk.max_notional
+        notional_left = notional_left2 = self._risk.max_notional
         budget1 = self._balances(first.venue, first.asset)
         budget2 = self._balances(second.venue, second.asset)
         shared_budget = second.side is Side.BUY and first.venue == second.venue and first.asset == second.asset
@@ -370,6 +380,8 @@ class Detector:
             level_step = min(left1, left2)
             # Limits that bind inside a level: size, notional (on the buy leg), each venue's balance.
             limit_step = min(cap - qty, notional_left / p1)
+            if second.side is Side.BUY:  # a complement buys on both legs: each leg's notional is capped
+                limit_step = min(limit_step, notional_left2 / p2)
             if shared_budget:
                 limit_step = min(limit_step, budget1 / (unit_cost1 + unit2))
             else:
@@ -382,6 +394,7 @@ class Detector:
             if limit_step < level_step:
                 break
             notional_left -= step * p1
+            notional_left2 -= step * p2
             if shared_budget:
                 budget1 -= step * (unit_cost1 + unit2)
             else:

@@ -19,12 +19,15 @@ def signed(value: Decimal, places: int) -> str:
 
 
 def age(ns: int) -> str:
-    """A short duration: 850ms, 12.3s, 4m05s."""
-    if ns < NS_PER_S:
-        return f"{max(ns, 0) // NS_PER_MS}ms"
-    seconds = ns / NS_PER_S
-    if seconds < 60:
+    """A short duration that changes at most every 100 ms: 0.8s, 12s, 4m05s.
+
+    Coarse on purpose: an age that changes on every redraw forces every row to be re-rendered.
+    """
+    seconds = max(ns, 0) // (NS_PER_S // 10) / 10
+    if seconds < 10:
         return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{int(seconds)}s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
 

@@ -152,6 +152,15 @@ def test_depth_cap_keeps_the_best_levels_of_each_side() -> None:
     assert list(book.asks) == [(px(21), qty(6))]
 
 
+def test_top_of_zero_levels_is_empty_on_both_sides() -> None:
+    book = OrderBook()
+    book.apply_snapshot([(px(10), qty(1)), (px(11), qty(2))], [(px(20), qty(3)), (px(21), qty(4))], ts_ns=1)
+    assert book.asks.top(0) == []
+    assert book.bids.top(0) == []  # not the whole side: ``prices[-0:]`` is every price
+    assert book.bids.top(1) == [(px(11), qty(2))]
+    assert book.bids.top(5) == [(px(11), qty(2)), (px(10), qty(1))]
+
+
 def test_absolute_quantities_replace_not_add() -> None:
     book = OrderBook()
     book.apply_snapshot([(px(10), qty(5))], [], ts_ns=1)

@@ -95,7 +95,8 @@ def test_gtc_remainder_rests_at_its_limit_behind_earlier_orders() -> None:
     res = book.submit("client", Side.BUY, D(100), D(4), GTC, tag="cid-1")
     assert res.filled == D(3) and res.expired == 0
     assert res.rested is not None
-    assert (res.rested.side, res.rested.price, res.rested.remaining, res.rested.tag) == (Side.BUY, D(100), D(1), "cid-1")
+    rested = res.rested
+    assert (rested.side, rested.price, rested.remaining, rested.tag) == (Side.BUY, D(100), D(1), "cid-1")
     assert book.order(res.order_id) is res.rested
     assert book.snapshot() == ([(D(100), D(1)), (D(99), D(4))], [(D(101), D(3))])
     # A later buy at the same price queues behind it; a sell at 100 fills the first one in.

@@ -116,9 +116,6 @@ async def record_run(cfg: Config, steps: int, step_ns: int) -> list[tuple[object
 
     engine.subscribe(listen)
     await engine.start()
-    # Let the drivers engine.start() spawned run up to their first sleep before time moves
-    # (see test_clock.py: advance() does not do this itself).
-    await clock.advance(0)
     try:
         for _ in range(steps):
             await clock.advance(step_ns)
@@ -260,11 +257,9 @@ async def test_timeout_rate_one_never_replies_but_the_order_executed() -> None:
     assert best is not None
     before = kraken.free_balances()
     task = asyncio.create_task(kraken.place_order(buy("t-1", best[1], best[0])))
-    await clock.advance(2_000 * NS_PER_MS)  # far beyond the ack latency (45 ms + up to 25 ms jitter)
+    # Far beyond the ack latency (45 ms + up to 25 ms jitter) of simulated time: still no reply.
+    await clock.advance(2_000 * NS_PER_MS)
     assert not task.done()
-    with pytest.raises(asyncio.TimeoutError):
-        # What a caller does: give up waiting. shield() keeps the order's task alive for the checks below.
-        await asyncio.wait_for(asyncio.shield(task), timeout=0.01)
     status = await settle(clock, kraken.order_status("t-1"))
     assert status.status is OrderStatus.FILLED
     assert status.filled_quantity == best[1]

@@ -29,8 +29,13 @@ class BookLadderView(Static):
         self.title = title
         self.depth = depth
         self.border_title = title
+        self._shown: tuple[BookLadder | None, Decimal | None, Decimal | None] | None = None
 
     def show(self, ladder: BookLadder | None, best_bid: Decimal | None, best_ask: Decimal | None) -> None:
+        shown = (ladder, best_bid, best_ask)
+        if shown == self._shown:
+            return  # nothing visible changed: keep the rendered table
+        self._shown = shown
         self.set_class(ladder is not None and ladder.stale, "-stale")
         self.set_class(ladder is not None and ladder.crossed, "-crossed")
         if ladder is None:

@@ -49,6 +49,7 @@ class SpreadsTable(DataTable[Cell]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._instruments = instruments
         self._order: list[str] = []
+        self._shown: dict[str, tuple[Cell, ...]] = {}
         self.spreads: dict[str, Spread] = {}
 
     def on_mount(self) -> None:
@@ -65,11 +66,14 @@ class SpreadsTable(DataTable[Cell]):
         selected = self._order[self.cursor_row] if 0 <= self.cursor_row < len(self._order) else None
         for key, spread in spreads.items():
             cells = self._cells(spread, now_ns)
-            if key not in self.spreads:
+            shown = self._shown.get(key)
+            if shown is None:
                 self.add_row(*cells, key=key)
             else:
-                for (col, _, _), cell in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(key, col, cell)
+                for (col, _, _), cell, old in zip(COLUMNS, cells, shown, strict=True):
+                    if cell != old:  # only what changed: an unchanged cell costs nothing to keep
+                        self.update_cell(key, col, cell)
+            self._shown[key] = cells
             self.spreads[key] = spread
         order = sorted(self.spreads, key=lambda k: (-self.spreads[k].net_bps, k))
         if order != self._order:

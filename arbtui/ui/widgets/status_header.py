@@ -19,7 +19,10 @@ _STATUS_STYLE = {
 
 
 class StatusHeader(Static):
-    """One line; redrawn by the app's flush."""
+    """One line; redrawn by the app's flush when its text changes."""
+
+    _last_plain = ""
+    _last_spans: list[object] = []
 
     def show(self, mode: str, now_ns: int, bridge: UIBridge) -> None:
         text = Text()
@@ -35,4 +38,6 @@ class StatusHeader(Static):
             text.append(f" {view.rate(now_ns):.1f}/s", style="dim")
         if bridge.stopped_reason is not None:
             text.append(f"  engine stopped: {bridge.stopped_reason}", style="bold red")
-        self.update(text)
+        if text.plain != self._last_plain or text.spans != self._last_spans:
+            self._last_plain, self._last_spans = text.plain, list(text.spans)
+            self.update(text)

@@ -1,0 +1,64 @@
+"""The engine never imports the UI (house rule 1): checked in a fresh interpreter, where nothing
+else has imported Textual first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+ENGINE_MODULES = [
+    "arbtui",
+    "arbtui.config",
+    "arbtui.engine",
+    "arbtui.engine.engine",
+    "arbtui.engine.builder",
+    "arbtui.venues.simulated",
+    "arbtui.sim.market",
+]
+
+UI_PACKAGES = ("textual", "rich", "arbtui.ui")
+
+# Imports every module above and every module of arbtui.domain (found on disk, so a new domain
+# module is covered without editing this list), then reports what got loaded.
+PROBE = """
+import importlib, json, pkgutil, sys
+names = json.loads(sys.argv[1])
+for name in names:
+    importlib.import_module(name)
+import arbtui.domain
+domain = sorted("arbtui.domain." + m.name for m in pkgutil.iter_modules(arbtui.domain.__path__))
+for name in domain:
+    importlib.import_module(name)
+ui = json.loads(sys.argv[2])
+loaded = sorted(m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in ui))
+print(json.dumps({"domain": domain, "loaded": loaded}))
+"""
+
+
+def probe() -> dict[str, list[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(ENGINE_MODULES), json.dumps(UI_PACKAGES)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, list[str]] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_engine_domain_venues_sim_and_config_load_no_ui() -> None:
+    result = probe()
+    # The probe really imported the domain (an empty list would make the check below vacuous).
+    assert {"arbtui.domain.book", "arbtui.domain.money", "arbtui.domain.fees", "arbtui.domain.clock",
+            "arbtui.domain.orders", "arbtui.domain.instruments", "arbtui.domain.events"} <= set(result["domain"])
+    assert result["loaded"] == [], f"UI modules loaded by engine-side imports: {result['loaded']}"
+
+
+def test_the_probe_would_notice_a_ui_import() -> None:
+    """The check can fail: importing rich in the same kind of interpreter is seen."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, rich.text; print('rich' in sys.modules)"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
