@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -41,34 +40,55 @@ class BookLadderView(Static):
         if ladder is None:
             self.update(Text("waiting for the first snapshot", style="dim"))
             return
+        self.update(self._render_text(ladder, best_bid, best_ask))
+
+    def _render_text(self, ladder: BookLadder, best_bid: Decimal | None, best_ask: Decimal | None) -> Text:
+        """The ladder as one Text of fixed-width lines: far cheaper to lay out than a Rich Table,
+        and redrawn up to ``refresh_hz`` times a second."""
         pp = self.listing.price_precision
         qp = min(self.listing.qty_precision, SIZE_PLACES_MAX)
-        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False)
-        table.add_column("Price", justify="right", ratio=3)
-        table.add_column("Size", justify="right", ratio=3)
-        table.add_column("Cum.", justify="right", ratio=3)
-        asks = list(ladder.asks[: self.depth])
+        width = max(self.content_size.width, 30)
+        col = width // 3
+        text = Text(no_wrap=True, overflow="crop")
+
+        def line(
+            price: str, size: str, cum: str, price_style: str = "", size_style: str = "", cum_style: str = "dim"
+        ) -> None:
+            text.append(price.rjust(col), style=price_style)
+            text.append(size.rjust(col), style=size_style)
+            text.append(cum.rjust(width - 2 * col), style=cum_style)
+            text.append("\n")
+
+        line("Price", "Size", "Cum.", "bold", "bold", "bold")
+        asks = ladder.asks[: self.depth]
         cum = ZERO
-        ask_rows: list[tuple[Text, Text, Text]] = []
+        rows: list[tuple[str, str, str, str]] = []
         for price, qty in asks:
             cum += qty
-            style = "bold black on red" if price == best_ask else "red"
-            ask_rows.append(
-                (Text(fixed(price, pp), style=style), Text(fixed(qty, qp)), Text(fixed(cum, qp), style="dim"))
+            rows.append(
+                (fixed(price, pp), fixed(qty, qp), fixed(cum, qp), "bold black on red" if price == best_ask else "red")
             )
-        for _ in range(self.depth - len(ask_rows)):
-            table.add_row("", "", "")
-        for row in reversed(ask_rows):
-            table.add_row(*row)
+        for _ in range(self.depth - len(rows)):
+            text.append("\n")
+        for price_s, qty_s, cum_s, style in reversed(rows):
+            line(price_s, qty_s, cum_s, style)
         spread = (ladder.asks[0][0] - ladder.bids[0][0]) if ladder.asks and ladder.bids else None
-        table.add_row(
-            Text("spread", style="dim"),
-            Text(fixed(spread, pp) if spread is not None else "-", style="dim"),
-            Text("STALE" if ladder.stale else "", style="bold yellow"),
+        line(
+            "spread",
+            fixed(spread, pp) if spread is not None else "-",
+            "STALE" if ladder.stale else "",
+            "dim",
+            "dim",
+            "bold yellow",
         )
         cum = ZERO
         for price, qty in ladder.bids[: self.depth]:
             cum += qty
-            style = "bold black on green" if price == best_bid else "green"
-            table.add_row(Text(fixed(price, pp), style=style), Text(fixed(qty, qp)), Text(fixed(cum, qp), style="dim"))
-        self.update(table)
+            line(
+                fixed(price, pp),
+                fixed(qty, qp),
+                fixed(cum, qp),
+                "bold black on green" if price == best_bid else "green",
+            )
+        text.rstrip()
+        return text
