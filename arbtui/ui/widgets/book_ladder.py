@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from arbtui.domain.instruments import Listing
 from arbtui.domain.money import ZERO
@@ -19,7 +19,7 @@ from arbtui.ui.formatting import fixed
 SIZE_PLACES_MAX = 4
 
 
-class BookLadderView(Static):
+class BookLadderView(Widget):
     """Renders a :class:`~arbtui.engine.engine.BookLadder` snapshot."""
 
     def __init__(self, listing: Listing, title: str, depth: int, **kwargs: object) -> None:
@@ -33,14 +33,18 @@ class BookLadderView(Static):
     def show(self, ladder: BookLadder | None, best_bid: Decimal | None, best_ask: Decimal | None) -> None:
         shown = (ladder, best_bid, best_ask)
         if shown == self._shown:
-            return  # nothing visible changed: keep the rendered table
+            return  # nothing visible changed: keep what is drawn
         self._shown = shown
         self.set_class(ladder is not None and ladder.stale, "-stale")
         self.set_class(ladder is not None and ladder.crossed, "-crossed")
+        self.refresh()
+
+    def render(self) -> Text:
+        """Drawn at the widget's current width (so a resize re-lays the columns)."""
+        ladder, best_bid, best_ask = self._shown if self._shown is not None else (None, None, None)
         if ladder is None:
-            self.update(Text("waiting for the first snapshot", style="dim"))
-            return
-        self.update(self._render_text(ladder, best_bid, best_ask))
+            return Text("waiting for the first snapshot", style="dim")
+        return self._render_text(ladder, best_bid, best_ask)
 
     def _render_text(self, ladder: BookLadder, best_bid: Decimal | None, best_ask: Decimal | None) -> Text:
         """The ladder as one Text of fixed-width lines: far cheaper to lay out than a Rich Table,
