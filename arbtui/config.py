@@ -115,6 +115,27 @@ class DetectorConfig:
 class RiskConfig:
     max_notional: Decimal = Decimal("50000")
     min_expected_pnl: Decimal = Decimal("0")
+    max_open_exposure_per_venue: Decimal = Decimal("150000")
+    max_open_exposure_per_market: Decimal = Decimal("100000")
+    max_pairs_in_flight: int = 4
+    daily_loss_limit: Decimal = Decimal("2500")
+    max_book_age_ms: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    order_timeout_ms: int = 2000
+    status_retries: int = 5
+    status_backoff_ms: int = 250
+    unwind_band_bps: Decimal = Decimal("50")
+    unwind_attempts: int = 4
+    unwind_backoff_ms: int = 200
+    complete_missing_leg: bool = False
+    armed_min_net_edge_bps: Decimal = Decimal("5")
+    breaker_consecutive_failures: int = 3
+    breaker_window_s: int = 60
+    breaker_failure_rate: Decimal = Decimal("0.5")
+    breaker_min_samples: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,7 @@ class Config:
     detector: DetectorConfig
     risk: RiskConfig
     ui: UIConfig
+    execution: ExecutionConfig = ExecutionConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -267,6 +289,12 @@ def _str(choices: tuple[str, ...] | None = None) -> Callable[[Any, str], str]:
         return value
 
     return conv
+
+
+def _bool(value: Any, _path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {_describe(value)}")
+    return value
 
 
 _RATE = _decimal(min_value=Decimal(0), max_value=Decimal(1))
@@ -411,7 +439,7 @@ def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) ->
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Validate a parsed TOML document. Raises :class:`ConfigError` listing every problem."""
     r = _Reader(source)
-    top = r.table(dict(data), "", {"mode", "seed", "venues", "markets", "detector", "risk", "ui"})
+    top = r.table(dict(data), "", {"mode", "seed", "venues", "markets", "detector", "risk", "ui", "execution"})
     mode = r.get(top, "", "mode", _str(MODES), "sim")
     seed = r.get(top, "", "seed", _int(min_value=0), 7)
 
@@ -475,10 +503,80 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         stale_after_ms=r.get(dt, "detector", "stale_after_ms", _int(min_value=1), dd.stale_after_ms),
     )
     rd = RiskConfig()
-    rt = r.table(top.get("risk", {}), "risk", {"max_notional", "min_expected_pnl"})
+    rt = r.table(
+        top.get("risk", {}),
+        "risk",
+        {
+            "max_notional",
+            "min_expected_pnl",
+            "max_open_exposure_per_venue",
+            "max_open_exposure_per_market",
+            "max_pairs_in_flight",
+            "daily_loss_limit",
+            "max_book_age_ms",
+        },
+    )
+    pos = _decimal(positive=True)
     risk = RiskConfig(
-        max_notional=r.get(rt, "risk", "max_notional", _decimal(positive=True), rd.max_notional),
+        max_notional=r.get(rt, "risk", "max_notional", pos, rd.max_notional),
         min_expected_pnl=r.get(rt, "risk", "min_expected_pnl", _decimal(min_value=Decimal(0)), rd.min_expected_pnl),
+        max_open_exposure_per_venue=r.get(
+            rt, "risk", "max_open_exposure_per_venue", pos, rd.max_open_exposure_per_venue
+        ),
+        max_open_exposure_per_market=r.get(
+            rt, "risk", "max_open_exposure_per_market", pos, rd.max_open_exposure_per_market
+        ),
+        max_pairs_in_flight=r.get(
+            rt, "risk", "max_pairs_in_flight", _int(min_value=1, max_value=1000), rd.max_pairs_in_flight
+        ),
+        daily_loss_limit=r.get(rt, "risk", "daily_loss_limit", pos, rd.daily_loss_limit),
+        max_book_age_ms=r.get(rt, "risk", "max_book_age_ms", _int(min_value=1), rd.max_book_age_ms),
+    )
+    ed = ExecutionConfig()
+    et = r.table(
+        top.get("execution", {}),
+        "execution",
+        {
+            "order_timeout_ms",
+            "status_retries",
+            "status_backoff_ms",
+            "unwind_band_bps",
+            "unwind_attempts",
+            "unwind_backoff_ms",
+            "complete_missing_leg",
+            "armed_min_net_edge_bps",
+            "breaker_consecutive_failures",
+            "breaker_window_s",
+            "breaker_failure_rate",
+            "breaker_min_samples",
+        },
+    )
+    ms = _int(min_value=1, max_value=600_000)
+    execution = ExecutionConfig(
+        order_timeout_ms=r.get(et, "execution", "order_timeout_ms", ms, ed.order_timeout_ms),
+        status_retries=r.get(et, "execution", "status_retries", _int(min_value=1, max_value=100), ed.status_retries),
+        status_backoff_ms=r.get(et, "execution", "status_backoff_ms", ms, ed.status_backoff_ms),
+        unwind_band_bps=r.get(et, "execution", "unwind_band_bps", pos, ed.unwind_band_bps),
+        unwind_attempts=r.get(et, "execution", "unwind_attempts", _int(min_value=1, max_value=30), ed.unwind_attempts),
+        unwind_backoff_ms=r.get(et, "execution", "unwind_backoff_ms", ms, ed.unwind_backoff_ms),
+        complete_missing_leg=r.get(et, "execution", "complete_missing_leg", _bool, ed.complete_missing_leg),
+        armed_min_net_edge_bps=r.get(
+            et, "execution", "armed_min_net_edge_bps", _decimal(min_value=Decimal(0)), ed.armed_min_net_edge_bps
+        ),
+        breaker_consecutive_failures=r.get(
+            et,
+            "execution",
+            "breaker_consecutive_failures",
+            _int(min_value=1, max_value=1000),
+            ed.breaker_consecutive_failures,
+        ),
+        breaker_window_s=r.get(
+            et, "execution", "breaker_window_s", _int(min_value=1, max_value=86_400), ed.breaker_window_s
+        ),
+        breaker_failure_rate=r.get(et, "execution", "breaker_failure_rate", _PROB, ed.breaker_failure_rate),
+        breaker_min_samples=r.get(
+            et, "execution", "breaker_min_samples", _int(min_value=1, max_value=10_000), ed.breaker_min_samples
+        ),
     )
     ud = UIConfig()
     ut = r.table(top.get("ui", {}), "ui", {"refresh_hz", "book_depth"})
@@ -488,7 +586,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     )
     if r.problems:
         raise ConfigError(source, r.problems)
-    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui)
+    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui, execution)
 
 
 def load_config(path: Path) -> Config:

@@ -199,6 +199,13 @@ class Detector:
     def spread(self, key: str) -> Spread | None:
         return self._current.get(key)
 
+    def find_opportunity(self, opportunity_id: str) -> Spread | None:
+        """The current spread carrying ``opportunity_id``, or None once it stopped paying."""
+        for spread in self._current.values():
+            if spread.opportunity_id == opportunity_id:
+                return spread
+        return None
+
     def slippage_bps(self, spec_key: str) -> Decimal:
         spec = next(s for s in self._specs if s.key == spec_key)
         return self._slippage_bps(spec)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from arbtui import __version__
 from arbtui.config import Config
 from arbtui.domain.book import Level, OrderBook
 from arbtui.domain.clock import NS_PER_MS, Clock
@@ -22,14 +23,19 @@ from arbtui.domain.events import (
     EngineStarted,
     EngineStopped,
     Event,
+    OpportunityDetected,
+    OpportunityUpdated,
     Spread,
     VenueStatus,
     VenueStatusChanged,
 )
+from arbtui.domain.execution import SimulationResult
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Instruments
 from arbtui.domain.money import ZERO
 from arbtui.engine.detector import Detector
+from arbtui.engine.executor import Executor
+from arbtui.engine.journal import Journal
 from arbtui.venues.base import Venue
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ class Engine:
         config: Config,
         clock: Clock,
         venues: Sequence[Venue],
+        journal: Journal,
         *,
         mode: str = "sim",
         drivers: Sequence[tuple[str, Driver]] = (),
@@ -82,6 +89,19 @@ class Engine:
         self.detector = Detector(config, self.instruments, fees, self.book, self.free_balance)
         self.book_updates = 0
         self.failure: BaseException | None = None
+        self.journal = journal
+        self.executor = Executor(
+            config,
+            clock,
+            self.venues,
+            self.instruments,
+            self.detector,
+            journal,
+            self._emit,
+            self.free_balance,
+            self.refresh_balances,
+        )
+        self._journal_open = False
 
     # --- events ----------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -97,6 +117,8 @@ class Engine:
     async def start(self) -> None:
         """Connect every venue, load balances, start the drivers; returns once connected."""
         self._stopped.clear()
+        await self.journal.open(self.clock.now_ns(), __version__, self.mode)
+        self._journal_open = True
         self._emit(EngineStarted(self.clock.now_ns(), self.mode, tuple(self.venues)))
         for venue in self.venues.values():
             self._set_status(venue.name, VenueStatus.CONNECTING, "")
@@ -105,8 +127,13 @@ class Engine:
         for name, driver in self._drivers:
             self._spawn(driver(), name)
         self._spawn(self._watchdog(), "engine-watchdog")
+        # Pairs a previous run left unfinished are reconciled against the venues by client order id.
+        await self.executor.start()
 
     async def stop(self, reason: str = "stopped") -> None:
+        """Stop everything. Pairs still in flight stay journaled as they are and are reconciled
+        by the next start (that is what the journal is for)."""
+        await self.executor.cancel_all()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -119,6 +146,9 @@ class Engine:
         self._tasks.clear()
         for venue in self.venues.values():
             await venue.close()
+        if self._journal_open:
+            self._journal_open = False
+            await self.journal.close()
         self._emit(EngineStopped(self.clock.now_ns(), reason))
         self._stopped.set()
 
@@ -182,6 +212,11 @@ class Engine:
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
         for ev in self.detector.on_book(venue, market, book, now):
             self._emit(ev)
+            if isinstance(ev, OpportunityDetected):
+                self.executor.analytics.opportunities_detected += 1
+                self.executor.on_opportunity(ev.spread)
+            elif isinstance(ev, OpportunityUpdated):
+                self.executor.on_opportunity(ev.spread)
 
     def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
         self._set_status(venue, status, detail)
@@ -222,3 +257,35 @@ class Engine:
 
     def spreads(self) -> list[Spread]:
         return self.detector.spreads()
+
+    async def refresh_balances(self, venue: str) -> None:
+        v = self.venues.get(venue)
+        if v is not None:
+            self._balances[venue] = dict(await v.balances())
+
+    # --- commands (fast; results arrive as events) ----------------------------------------------
+    def confirm(self, opportunity_id: str) -> str:
+        """Launch a pair for a paying opportunity; returns the pair id or raises ConfirmRefusedError."""
+        return self.executor.confirm(opportunity_id)
+
+    def simulate(self, opportunity_id: str) -> SimulationResult | None:
+        """What confirming would do now (also accepts a spread key). Sends nothing."""
+        return self.executor.simulate(opportunity_id)
+
+    def abort(self, pair_id: str) -> bool:
+        return self.executor.abort(pair_id)
+
+    def kill(self) -> None:
+        self.executor.kill()
+
+    def resume(self) -> None:
+        self.executor.resume()
+
+    def set_armed(self, armed: bool) -> None:
+        self.executor.set_armed(armed)
+
+    def reset_breaker(self, venue: str) -> None:
+        self.executor.reset_breaker(venue)
+
+    def resolve(self, pair_id: str, note: str = "") -> bool:
+        return self.executor.resolve(pair_id, note)

@@ -8,8 +8,10 @@ the engine fails, the error is shown on an error screen and the terminal is left
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from textual.app import App
+from textual.css.query import NoMatches
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
@@ -32,7 +34,13 @@ class ArbApp(App[None]):
     TITLE = "arbtui"
 
     def __init__(
-        self, config: Config, *, clock: Clock | None = None, engine: Engine | None = None, auto_refresh: bool = True
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        auto_refresh: bool = True,
+        journal_path: Path | None = None,
     ) -> None:
         """``auto_refresh=False`` leaves flushing to the caller (snapshot tests flush at a chosen time)."""
         super().__init__()
@@ -40,7 +48,7 @@ class ArbApp(App[None]):
         self.config = config
         self.clock: Clock = clock if clock is not None else LiveClock()
         if engine is None:
-            engine, _ = build_engine(config, self.clock)
+            engine, _ = build_engine(config, self.clock, journal_path)
         self.engine = engine
         self.bridge = UIBridge(list(engine.venues))
         self._unsubscribe = engine.subscribe(self.bridge.on_event)
@@ -77,8 +85,11 @@ class ArbApp(App[None]):
             return
         bridge = self.bridge
         now = self.clock.now_ns()
-        table = main.query_one(SpreadsTable)
-        books = main.query_one(BooksPane)
+        try:
+            table = main.query_one(SpreadsTable)
+            books = main.query_one(BooksPane)
+        except NoMatches:  # the screen is still composing, or already tearing down
+            return
         with self.batch_update():
             main.query_one(StatusHeader).show(self.engine.mode, now, bridge)
             # Ages tick even when nothing else changes, so the table is refreshed every flush.

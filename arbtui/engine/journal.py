@@ -1,0 +1,290 @@
+"""The execution journal: SQLite (standard library), WAL mode, one writer thread.
+
+Every pair's intent (the pair row and both legs with their client order ids) is committed before
+either request leaves; every state transition, leg update, fill and operator action is written
+after. Writes run on a dedicated thread, so the event loop never waits on disk, but each write is
+awaited by the code that needs it durable (STYLE.md rule 8: no fire-and-forget writes).
+
+Durability: WAL with ``synchronous=NORMAL`` survives the process being killed at any point (the
+crash test kills it with SIGKILL); a power loss may lose the last transactions.
+
+On start-up, pairs that were not in a final state are handed back (:meth:`Journal.unfinished_pairs`)
+so the executor can reconcile them against the venues by client order id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+import string
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from arbtui.domain.execution import LegView, PairView
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started_ns INTEGER NOT NULL, version TEXT, mode TEXT);
+CREATE TABLE IF NOT EXISTS pairs(
+    pair_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, run_id INTEGER NOT NULL, opportunity_id TEXT,
+    spread_key TEXT NOT NULL, grp TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+    expected_pnl TEXT NOT NULL, realized_pnl TEXT, exposure TEXT, created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL, reason TEXT, resolved INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS legs(
+    client_order_id TEXT PRIMARY KEY, pair_id TEXT NOT NULL REFERENCES pairs(pair_id), idx INTEGER NOT NULL,
+    role TEXT NOT NULL, target INTEGER NOT NULL, venue TEXT NOT NULL, market TEXT NOT NULL, side TEXT NOT NULL,
+    quantity TEXT NOT NULL, limit_price TEXT NOT NULL, tif TEXT NOT NULL, state TEXT NOT NULL,
+    filled TEXT NOT NULL, average_price TEXT, fee TEXT NOT NULL, sent_ns INTEGER, answered_ns INTEGER,
+    reason TEXT);
+CREATE TABLE IF NOT EXISTS fills(
+    client_order_id TEXT NOT NULL, seq INTEGER NOT NULL, quantity TEXT NOT NULL, price TEXT NOT NULL,
+    fee TEXT NOT NULL, liquidity TEXT NOT NULL, ts_ns INTEGER NOT NULL, PRIMARY KEY(client_order_id, seq));
+CREATE TABLE IF NOT EXISTS transitions(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, entity TEXT NOT NULL, entity_id TEXT NOT NULL,
+    from_state TEXT, trigger TEXT NOT NULL, to_state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actions(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pairs_state ON pairs(state);
+"""
+
+TERMINAL_STATES = ("completed", "unwound", "broken", "aborted")
+
+
+def default_journal_path() -> Path:
+    """``$XDG_DATA_HOME/arbtui/journal.sqlite`` (``~/.local/share/arbtui/journal.sqlite``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "arbtui" / "journal.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPair:
+    row: dict[str, Any]
+    legs: tuple[dict[str, Any], ...]
+
+
+class Journal:
+    """An append-mostly record of pairs, legs, fills, transitions and operator actions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arbtui-journal")
+        self._conn: sqlite3.Connection | None = None
+        self.run_id = 0
+        self.tag = ""  # three characters that make this journal's client order ids unique
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._conn is not None, "journal is not open"
+            with self._conn:  # one transaction, committed on success
+                return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def open(self, started_ns: int, version: str, mode: str) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(SCHEMA)
+            self._conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, connect)
+
+        def start(conn: sqlite3.Connection) -> tuple[int, str]:
+            row = conn.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+            if row is None:
+                alphabet = string.ascii_lowercase + string.digits
+                tag = "".join(secrets.choice(alphabet) for _ in range(3))
+                conn.execute("INSERT INTO meta(key, value) VALUES('tag', ?)", (tag,))
+            else:
+                tag = row[0]
+            cur = conn.execute("INSERT INTO runs(started_ns, version, mode) VALUES(?,?,?)", (started_ns, version, mode))
+            assert cur.lastrowid is not None
+            return cur.lastrowid, tag
+
+        self.run_id, self.tag = await self._call(start)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, close)
+        self._pool.shutdown(wait=True)
+
+    async def next_pair_seq(self) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM pairs").fetchone()
+            return int(row[0]) + 1
+
+        return await self._call(q)
+
+    # --- writes --------------------------------------------------------------------------------
+    async def record_intent(self, pair: PairView, seq: int, kind: str, ts_ns: int) -> None:
+        """The pair and its entry legs, before anything is sent. Committed when this returns."""
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO pairs(pair_id, seq, run_id, opportunity_id, spread_key, grp, kind, state, expected_pnl,"
+                " created_ns, updated_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    pair.pair_id,
+                    seq,
+                    self.run_id,
+                    pair.opportunity_id,
+                    pair.key,
+                    pair.group,
+                    kind,
+                    pair.state.value,
+                    str(pair.expected_pnl),
+                    pair.created_ns,
+                    ts_ns,
+                ),
+            )
+            for idx, leg in enumerate(pair.legs):
+                _upsert_leg(conn, leg, idx, idx)
+            conn.execute(
+                "INSERT INTO transitions(ts_ns, entity, entity_id, from_state, trigger, to_state) VALUES(?,?,?,?,?,?)",
+                (ts_ns, "pair", pair.pair_id, None, "intent", pair.state.value),
+            )
+
+        await self._call(w)
+
+    async def record_pair(self, pair: PairView, ts_ns: int, trigger: str | None, previous: str | None) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            exposure = ";".join(f"{e.venue}:{e.market}:{e.side.value}:{e.quantity}" for e in pair.exposure)
+            conn.execute(
+                "UPDATE pairs SET state=?, realized_pnl=?, exposure=?, updated_ns=?, reason=?, resolved=?"
+                " WHERE pair_id=?",
+                (
+                    pair.state.value,
+                    None if pair.realized_pnl is None else str(pair.realized_pnl),
+                    exposure or None,
+                    ts_ns,
+                    pair.reason,
+                    int(pair.resolved),
+                    pair.pair_id,
+                ),
+            )
+            if trigger is not None:
+                conn.execute(
+                    "INSERT INTO transitions(ts_ns, entity, entity_id, from_state, trigger, to_state)"
+                    " VALUES(?,?,?,?,?,?)",
+                    (ts_ns, "pair", pair.pair_id, previous, trigger, pair.state.value),
+                )
+
+        await self._call(w)
+
+    async def record_leg(
+        self, leg: LegView, idx: int, target: int, ts_ns: int, trigger: str | None, previous: str | None
+    ) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            _upsert_leg(conn, leg, idx, target)
+            if trigger is not None:
+                conn.execute(
+                    "INSERT INTO transitions(ts_ns, entity, entity_id, from_state, trigger, to_state)"
+                    " VALUES(?,?,?,?,?,?)",
+                    (ts_ns, "leg", leg.client_order_id, previous, trigger, leg.state.value),
+                )
+
+        await self._call(w)
+
+    async def record_fills(self, client_order_id: str, fills: list[tuple[int, str, str, str, str, int]]) -> None:
+        """Fills as (seq, quantity, price, fee, liquidity, ts_ns); a fill already recorded is kept as is."""
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO fills(client_order_id, seq, quantity, price, fee, liquidity, ts_ns)"
+                " VALUES(?,?,?,?,?,?,?)",
+                [(client_order_id, *f) for f in fills],
+            )
+
+        await self._call(w)
+
+    async def record_action(self, ts_ns: int, action: str, target: str, detail: str = "") -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO actions(ts_ns, action, target, detail) VALUES(?,?,?,?)", (ts_ns, action, target, detail)
+            )
+
+        await self._call(w)
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def unfinished_pairs(self) -> list[StoredPair]:
+        def q(conn: sqlite3.Connection) -> list[StoredPair]:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    f"SELECT * FROM pairs WHERE state NOT IN ({','.join('?' * len(TERMINAL_STATES))}) ORDER BY seq",
+                    TERMINAL_STATES,
+                ).fetchall()
+                out = []
+                for r in rows:
+                    legs = conn.execute("SELECT * FROM legs WHERE pair_id=? ORDER BY idx", (r["pair_id"],)).fetchall()
+                    out.append(StoredPair(dict(r), tuple(dict(x) for x in legs)))
+                return out
+            finally:
+                conn.row_factory = None
+
+        return await self._call(q)
+
+    async def blocked_markets(self) -> list[tuple[str, str]]:
+        """(pair id, group) of BROKEN pairs the operator has not resolved."""
+
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return [
+                (r[0], r[1])
+                for r in conn.execute("SELECT pair_id, grp FROM pairs WHERE state='broken' AND resolved=0 ORDER BY seq")
+            ]
+
+        return await self._call(q)
+
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read-only look-ups for tests, reports and the UI."""
+
+        def q(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+
+        return await self._call(q)
+
+
+def _upsert_leg(conn: sqlite3.Connection, leg: LegView, idx: int, target: int) -> None:
+    conn.execute(
+        "INSERT INTO legs(client_order_id, pair_id, idx, role, target, venue, market, side, quantity, limit_price, tif,"
+        " state, filled, average_price, fee, sent_ns, answered_ns, reason) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(client_order_id) DO UPDATE SET state=excluded.state, filled=excluded.filled,"
+        " average_price=excluded.average_price, fee=excluded.fee, sent_ns=excluded.sent_ns,"
+        " answered_ns=excluded.answered_ns, reason=excluded.reason",
+        (
+            leg.client_order_id,
+            leg.pair_id,
+            idx,
+            leg.role.value,
+            target,
+            leg.venue,
+            leg.market,
+            leg.side.value,
+            str(leg.quantity),
+            str(leg.limit_price),
+            leg.time_in_force.value,
+            leg.state.value,
+            str(leg.filled),
+            None if leg.average_price is None else str(leg.average_price),
+            str(leg.fee),
+            leg.sent_ns,
+            leg.answered_ns,
+            leg.reason,
+        ),
+    )
