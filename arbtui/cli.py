@@ -33,14 +33,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, seed=args.seed)
+    journal = Path(args.journal) if args.journal else None
+    if args.headless:
+        return _headless(config, args, journal)
+    if args.armed:
+        print("--armed is for headless runs; in the console, arm with its key binding", file=sys.stderr)
+        return 2
     from arbtui.ui.app import ArbApp  # the UI is imported only when it is needed
 
-    app = ArbApp(config)
+    app = ArbApp(config, journal_path=journal)
     app.run()
     if app.engine_error is not None:
         print(f"arbtui: the engine stopped with an error: {app.engine_error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _headless(config: Config, args: argparse.Namespace, journal: Path | None) -> int:
+    import asyncio
+
+    import orjson
+
+    from arbtui.headless import run_headless
+
+    if args.duration is None or args.duration <= 0:
+        print("--headless needs --duration SECONDS (> 0)", file=sys.stderr)
+        return 2
+    summary = asyncio.run(run_headless(config, args.duration, armed=args.armed, journal_path=journal))
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        states = ", ".join(f"{k} {v}" for k, v in summary["pairs"]["by_state"].items()) or "none"
+        print(
+            f"{summary['opportunities']} opportunities, {summary['pairs']['total']} pairs ({states}), "
+            f"realized PnL {summary['realized_pnl']}, expected {summary['expected_pnl']}, "
+            f"exposure left: {len(summary['exposure'])}"
+        )
+    return 0 if not summary["not_final"] else 1
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -92,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
             "exists, else the built-in simulated demo)",
         )
         p.add_argument("--seed", type=int, help="override the simulation seed")
+        p.add_argument(
+            "--journal",
+            metavar="PATH",
+            help="execution journal (SQLite; default: "
+            "$XDG_DATA_HOME/arbtui/journal.sqlite; headless runs default to a temporary one)",
+        )
+        p.add_argument("--headless", action="store_true", help="run the engine without the console")
+        p.add_argument("--duration", type=int, metavar="SECONDS", help="headless: simulated seconds to run")
+        p.add_argument("--armed", action="store_true", help="headless: confirm opportunities automatically")
+        p.add_argument("--json", action="store_true", help="headless: print the summary as JSON")
 
     add_run_options(parser)
     run = sub.add_parser("run", help="run the console (the default)")

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 NS_PER_S = 1_000_000_000
@@ -50,6 +51,25 @@ class ManualClock:
         self._now = start_ns
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._settlers: list[Callable[[], Awaitable[bool]]] = []
+
+    def add_settler(self, settler: Callable[[], Awaitable[bool]]) -> None:
+        """Register work outside the event loop (a journal's writer thread) that must finish before
+        time moves on; ``settler()`` waits for it and returns whether it had anything to wait for.
+
+        Without this, a task waiting on a thread would resume at whatever simulated time the
+        thread happened to finish, and two runs of the same seed could differ.
+        """
+        self._settlers.append(settler)
+
+    async def _settle(self) -> None:
+        while True:
+            await _drain()
+            busy = False
+            for settler in self._settlers:
+                busy = await settler() or busy
+            if not busy:
+                return
 
     def now_ns(self) -> int:
         return self._now
@@ -77,22 +97,30 @@ class ManualClock:
         if duration_ns < 0:
             raise ValueError("a ManualClock never goes backwards")
         target = self._now + duration_ns
-        await _drain()  # tasks created just before this call register their sleeps at the current time
+        await self._settle()  # tasks created just before this call register their sleeps at the current time
         while self._waiters and self._waiters[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._waiters)
             self._now = max(self._now, deadline)
             if not fut.done():
                 fut.set_result(None)
-            await _drain()
+            await self._settle()
         self._now = target
-        await _drain()
+        await self._settle()
 
     @property
     def pending_sleepers(self) -> int:
         return sum(1 for _, _, f in self._waiters if not f.done())
 
 
-async def _drain(rounds: int = 8) -> None:
-    """Let ready tasks run; a handful of loop turns covers a woken chain of awaits."""
-    for _ in range(rounds):
+async def _drain(max_rounds: int = 10_000) -> None:
+    """Let ready tasks run until the loop has nothing ready (a woken chain of awaits included).
+
+    Reads the event loop's ready queue, a CPython implementation detail, because nothing public
+    says "idle"; without it, a fixed number of turns either wastes time or stops a chain midway.
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    for _ in range(max_rounds):
         await asyncio.sleep(0)
+        if ready is not None and not ready:
+            return

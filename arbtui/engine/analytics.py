@@ -50,6 +50,7 @@ class ExecutionAnalytics:
         self.opportunities_detected = 0
         self.pairs_confirmed = 0
         self.pairs_completed = 0
+        self.captured: set[str] = set()  # opportunity ids with at least one completed pair
         self.refusals: Counter[str] = Counter()
         self.expected_pnl = Decimal(0)  # of completed pairs
         self.realized_pnl = Decimal(0)  # of every pair that ended with a known PnL
@@ -59,6 +60,7 @@ class ExecutionAnalytics:
 
     @property
     def capture_rate(self) -> Decimal:
+        """Share of detected opportunities that ended with at least one completed pair."""
         if not self.opportunities_detected:
             return Decimal(0)
-        return (Decimal(self.pairs_completed) / Decimal(self.opportunities_detected)).quantize(Decimal("0.0001"))
+        return (Decimal(len(self.captured)) / Decimal(self.opportunities_detected)).quantize(Decimal("0.0001"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from arbtui.config import Config
-from arbtui.domain.clock import Clock
+from arbtui.domain.clock import Clock, ManualClock
 from arbtui.engine.engine import Engine
 from arbtui.engine.journal import Journal, default_journal_path
 from arbtui.sim.market import SimulatedMarket
@@ -22,5 +22,8 @@ def build_engine(
         raise ValueError(f"mode {config.mode!r} is not available yet")
     market = SimulatedMarket(config, clock)
     journal = Journal(journal_path if journal_path is not None else default_journal_path())
+    if isinstance(clock, ManualClock):
+        # Simulated time must not move while a journal write is in flight (deterministic runs).
+        clock.add_settler(journal.wait_idle)
     engine = Engine(config, clock, market.venues, journal, mode="sim", drivers=[("sim-market", market.run)])
     return engine, market

@@ -386,9 +386,8 @@ class Detector:
                 break
             level_step = min(left1, left2)
             # Limits that bind inside a level: size, notional (on the buy leg), each venue's balance.
-            limit_step = min(cap - qty, notional_left / p1)
-            if second.side is Side.BUY:  # a complement buys on both legs: each leg's notional is capped
-                limit_step = min(limit_step, notional_left2 / p2)
+            # Each leg's notional is capped (a sell leg's notional is the larger one of a paying spread).
+            limit_step = min(cap - qty, notional_left / p1, notional_left2 / p2)
             if shared_budget:
                 limit_step = min(limit_step, budget1 / (unit_cost1 + unit2))
             else:

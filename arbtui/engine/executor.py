@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -111,6 +112,7 @@ class _Leg:
     answered_ns: int | None = None
     reason: str | None = None
     fills_recorded: int = 0
+    sent_wall_ns: int | None = None  # perf_counter at hand-off to the venue (latency figures only)
 
     @property
     def cid(self) -> str:
@@ -153,6 +155,7 @@ class _Pair:
     resolved: bool = False
     abort_requested: bool = False
     task: asyncio.Task[None] | None = None
+    confirm_wall_ns: int = 0  # perf_counter at confirm() (latency figures only, never logic)
 
     @property
     def entries(self) -> list[_Leg]:
@@ -245,7 +248,13 @@ class Executor:
                 self._blocked_from_journal[pair_id] = group
 
     async def cancel_all(self) -> None:
-        """Stop every pair task where it is (the journal keeps their state for reconciliation)."""
+        """Stop every pair task where it is (the journal keeps their state for reconciliation).
+
+        Pending journal writes of operator actions are let finish first: they are short, and a
+        record of what the operator did must not be dropped on the way out.
+        """
+        writes = [t for t in self._tasks if t.get_name().startswith("journal-")]
+        await asyncio.gather(*writes, return_exceptions=True)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -275,7 +284,7 @@ class Executor:
         assert spread is not None
         seq = self._next_seq
         self._next_seq += 1
-        pair = _Pair(f"P-{seq}", seq, spread, PairState.PROPOSED, now, now)
+        pair = _Pair(f"P-{seq}", seq, spread, PairState.PROPOSED, now, now, confirm_wall_ns=time.perf_counter_ns())
         for i, plan in enumerate(spread.legs):
             request = OrderRequest(
                 client_order_id(self._journal.tag, seq, LegRole.ENTRY, i + 1),
@@ -402,19 +411,35 @@ class Executor:
                 await self._transition(pair, "abort", reason="aborted before dispatch")
                 return
             await self._transition(pair, "dispatch")
-            await asyncio.gather(*(self._send(pair, leg) for leg in pair.entries))
+            await self._dispatch(pair)
             await self._settle(pair)
         except Exception as exc:  # an internal error must not leave a pair silently half-done
             log.exception("pair %s failed", pair.pair_id)
             await self._fail(pair, exc)
 
-    async def _send(self, pair: _Pair, leg: _Leg) -> None:
-        """Send one leg and see it to a known state (or to UNKNOWN after every status query)."""
+    def _launch(self, leg: _Leg) -> asyncio.Future[OrderReport]:
+        """Start sending one leg now. Synchronous, so two legs launched back to back go out together:
+        neither waits on the other's journal write or on anything else."""
         venue = self._venues[leg.request.venue]
         leg.sent_ns = self._clock.now_ns()
-        await self._leg_transition(leg, "send")
+        leg.state = next_leg_state(leg.state, "send")
+
+        async def place() -> OrderReport:
+            leg.sent_wall_ns = time.perf_counter_ns()  # the moment the request is handed to the venue
+            return await venue.place_order(leg.request)
+
+        return asyncio.ensure_future(place())
+
+    async def _send(self, pair: _Pair, leg: _Leg) -> None:
+        await self._follow(pair, leg, self._launch(leg))
+
+    async def _follow(self, pair: _Pair, leg: _Leg, placing: asyncio.Future[OrderReport]) -> None:
+        """See a launched leg to a known state (or to UNKNOWN after every status query)."""
+        now = self._clock.now_ns()
+        self._emit(LegUpdated(now, leg.view()))
+        await self._journal.record_leg(leg.view(), leg.idx, leg.target, now, "send", LegState.NEW.value)
         try:
-            report = await self._with_timeout(venue.place_order(leg.request), self._ex.order_timeout_ms * NS_PER_MS)
+            report = await self._with_timeout(placing, self._ex.order_timeout_ms * NS_PER_MS)
         except (TimeoutError, VenueError) as exc:
             self._breaker(leg.request.venue, failed=True)
             leg.reason = f"no answer: {exc}" if str(exc) else "no answer within the order timeout"
@@ -422,11 +447,26 @@ class Executor:
             await self._query_until_known(leg)
             return
         leg.answered_ns = self._clock.now_ns()
+        assert leg.sent_ns is not None
         self.analytics.ack(leg.request.venue, leg.answered_ns - leg.sent_ns)
         self._breaker(leg.request.venue, failed=report.status.value == "rejected")
         await self._apply(leg, report)
         if pair.abort_requested and not leg.state.is_terminal:
             await self._cancel(leg)
+
+    async def _dispatch(self, pair: _Pair) -> None:
+        """Both entry legs: launched back to back, then followed concurrently."""
+        first, second = pair.entries
+        placing = (self._launch(first), self._launch(second))
+        try:
+            await asyncio.gather(self._follow(pair, first, placing[0]), self._follow(pair, second, placing[1]))
+        finally:
+            if first.sent_wall_ns is not None and second.sent_wall_ns is not None:
+                both_sent = max(first.sent_wall_ns, second.sent_wall_ns)
+                self.analytics.confirm_to_sent.add(both_sent - pair.confirm_wall_ns)
+                self.analytics.send_skew.add(abs(first.sent_wall_ns - second.sent_wall_ns))
+            if first.answered_ns is not None and second.answered_ns is not None:
+                self.analytics.ack_skew.add(abs(first.answered_ns - second.answered_ns))
 
     async def _query_until_known(self, leg: _Leg) -> None:
         """Unknown is not rejected: ask by client order id, with bounded retries and backoff."""
@@ -588,6 +628,8 @@ class Executor:
         pair.realized_pnl = self._realized(pair)
         if trigger == "balanced":
             self.analytics.pairs_completed += 1
+            if pair.spread.opportunity_id:
+                self.analytics.captured.add(pair.spread.opportunity_id)
             self.analytics.expected_pnl += pair.spread.expected_pnl
             for leg, plan in zip(pair.entries, pair.spread.legs, strict=True):
                 if leg.filled and plan.vwap:

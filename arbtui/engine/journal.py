@@ -80,6 +80,8 @@ class Journal:
         self._conn: sqlite3.Connection | None = None
         self.run_id = 0
         self.tag = ""  # three characters that make this journal's client order ids unique
+        self._pending = 0
+        self._idle: asyncio.Event | None = None
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -87,7 +89,23 @@ class Journal:
             with self._conn:  # one transaction, committed on success
                 return fn(self._conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._pending += 1
+        self._idle.clear()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> bool:
+        """Wait for every write in flight; True if there was one (a ManualClock settler)."""
+        if self._pending == 0 or self._idle is None:
+            return False
+        await self._idle.wait()
+        return True
 
     async def open(self, started_ns: int, version: str, mode: str) -> None:
         def connect() -> None:

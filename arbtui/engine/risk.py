@@ -83,7 +83,7 @@ def check_pair(
     if spread.net_bps < min_net_edge_bps:
         return Refusal("MIN_NET_EDGE", f"net edge {spread.net_bps} bp is below {min_net_edge_bps} bp")
     for leg in spread.legs:
-        notional = leg.quantity * leg.limit_price
+        notional = leg.quantity * leg.vwap  # what the detector sized against the limit
         if notional > risk.max_notional:
             return Refusal("MAX_NOTIONAL", f"{leg.venue} leg notional {notional:.2f} exceeds {risk.max_notional}")
     needs: dict[tuple[str, str], Decimal] = {}

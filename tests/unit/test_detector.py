@@ -257,8 +257,9 @@ def test_the_slippage_floor_alone_kills_a_marginal_edge(slip: str, pays: bool, s
         ({("B", "USD"): D("0"), ("A", "X"): D("0")}, {}, D("10"), D("10")),
         # max_quantity 4
         ({}, {"max_quantity": "4"}, D("4"), D("4")),
-        # risk.max_notional 320 on the buy leg: 320 / 100.0 = 3.2
-        ({}, {"max_notional": "320"}, D("3.2"), D("3.2")),
+        # risk.max_notional 320 caps each leg; the sell leg's is the larger:
+        # 320 / 101.0 = 3.1683.. -> 3.16 (0.01 lot); pnl 3.16 * (101.0 - 100.0) = 3.16
+        ({}, {"max_notional": "320"}, D("3.16"), D("3.16")),
         # The tightest of several wins: min(2.5, 1.70, 4, 3.2) = 1.70
         ({("A", "USD"): D("250"), ("B", "X"): D("1.705")}, {"max_quantity": "4", "max_notional": "320"},
          D("1.70"), D("1.70")),

@@ -1,0 +1,101 @@
+"""Headless runs: the engine without the UI, for scripts, tests and CI.
+
+``arbtui run --headless --duration S [--armed] [--seed N] --json`` runs the simulated demo for S
+seconds of *simulated* time on a manual clock (as fast as the machine allows), optionally ARMED so
+the engine confirms opportunities by itself, then stops confirming and lets every pair in flight
+reach a final state before printing one JSON summary. The same seed prints the same summary, apart
+from the wall-clock figures under ``"wall"``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from arbtui.config import Config
+from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
+from arbtui.engine.builder import build_engine
+from arbtui.engine.engine import Engine
+
+START_NS = 1_795_617_000 * NS_PER_S  # 2026-11-25 14:30:00 UTC: a fixed start keeps runs identical
+STEP_NS = 100 * NS_PER_MS
+SETTLE_LIMIT_NS = 120 * NS_PER_S
+
+
+async def run_headless(config: Config, duration_s: int, *, armed: bool, journal_path: Path | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="arbtui-headless-") as tmp:
+        path = journal_path if journal_path is not None else Path(tmp) / "journal.sqlite"
+        clock = ManualClock(START_NS)
+        engine, _ = build_engine(config, clock, path)
+        wall0 = time.perf_counter()
+        await engine.start()
+        try:
+            if armed:
+                engine.set_armed(True)
+            for _ in range(duration_s * NS_PER_S // STEP_NS):
+                await clock.advance(STEP_NS)
+            if armed:
+                engine.set_armed(False)
+            settled = 0
+            while engine.executor.in_flight() and settled < SETTLE_LIMIT_NS:
+                await clock.advance(STEP_NS)
+                settled += STEP_NS
+            summary = summarize(engine, duration_s, armed)
+        finally:
+            await engine.stop("headless run finished")
+        summary["wall"]["elapsed_s"] = round(time.perf_counter() - wall0, 3)
+        return summary
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else round(ns / NS_PER_MS, 3)  # float ok: a report figure
+
+
+def summarize(engine: Engine, duration_s: int, armed: bool) -> dict[str, Any]:
+    ex = engine.executor
+    a = ex.analytics
+    pairs = [p.view() for p in ex.pairs.values()]
+    by_state = Counter(p.state.value for p in pairs)
+    exposure = [
+        {"pair": p.pair_id, "venue": e.venue, "market": e.market, "side": e.side.value, "quantity": str(e.quantity)}
+        for p in pairs
+        for e in p.exposure
+    ]
+    expected = sum((p.expected_pnl for p in pairs), Decimal(0))
+    realized = sum((p.realized_pnl for p in pairs if p.realized_pnl is not None), Decimal(0))
+    return {
+        "seed": engine.config.seed,
+        "duration_s": duration_s,
+        "armed": armed,
+        "opportunities": a.opportunities_detected,
+        "pairs": {"total": len(pairs), "by_state": dict(sorted(by_state.items()))},
+        "not_final": [p.pair_id for p in pairs if not p.state.is_terminal],
+        "expected_pnl": str(expected.quantize(Decimal("0.01"))),
+        "realized_pnl": str(realized.quantize(Decimal("0.01"))),
+        "exposure": exposure,
+        "refusals": dict(sorted(a.refusals.items())),
+        "capture_rate": str(a.capture_rate),
+        "slippage_bps": {
+            "n": len(a.slippage_bps),
+            "mean": str((sum(a.slippage_bps, Decimal(0)) / len(a.slippage_bps)).quantize(Decimal("0.01")))
+            if a.slippage_bps
+            else None,
+        },
+        "ack_latency_ms": {
+            v: {"p50": _ms(s.p(50)), "p99": _ms(s.p(99)), "n": len(s.samples)} for v, s in sorted(a.ack_latency.items())
+        },
+        "ack_skew_ms": {"p50": _ms(a.ack_skew.p(50)), "p99": _ms(a.ack_skew.p(99))},
+        "breakers": {v: {"tripped": b.tripped, "trips": b.trips} for v, b in sorted(ex.breakers.items())},
+        "wall": {
+            "confirm_to_both_sent_us": _us_summary(a.confirm_to_sent.p(50), a.confirm_to_sent.p(99)),
+            "leg_skew_us": _us_summary(a.send_skew.p(50), a.send_skew.p(99)),
+        },
+    }
+
+
+def _us_summary(p50: int | None, p99: int | None) -> dict[str, float | None]:
+    return {"p50": None if p50 is None else round(p50 / 1000, 1), "p99": None if p99 is None else round(p99 / 1000, 1)}
