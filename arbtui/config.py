@@ -60,9 +60,10 @@ class SimVenueConfig:
 @dataclass(frozen=True, slots=True)
 class VenueConfig:
     name: str
-    kind: str  # "simulated" (real venues arrive with the [venues] issue)
+    kind: str  # "simulated" (in-process) or "remote-sim" (a simulated venue in another process)
     fees: FeeSchedule
     sim: SimVenueConfig
+    url: str | None = None  # remote-sim: the loopback server, e.g. "http://127.0.0.1:8765"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,7 @@ class Config:
 
 
 MODES = ("sim",)
-VENUE_KINDS = ("simulated",)
+VENUE_KINDS = ("simulated", "remote-sim")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,15 +345,33 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
 
 
 def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | None:
-    t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim"})
+    t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim", "url"})
     kind = r.get(t, path, "kind", _str(VENUE_KINDS), "simulated")
     model = r.get(t, path, "fee_model", _str(tuple(m.value for m in FeeModel)), FeeModel.NOTIONAL.value)
     maker = r.require(t, path, "maker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0025" for 0.25%')
     taker = r.require(t, path, "taker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0040" for 0.40%')
     sim = _read_sim_venue(r, t.get("sim", {}), _join(path, "sim"))
+    url: str | None = None
+    if kind == "remote-sim":
+        url = r.require(t, path, "url", _loopback_url, "the loopback URL of `python -m arbtui.sim.server`")
+    elif "url" in t:
+        r.error(_join(path, "url"), 'only allowed when kind = "remote-sim"')
     if maker is None or taker is None:
         return None
-    return VenueConfig(name, kind, FeeSchedule(maker, taker, FeeModel(model)), sim)
+    return VenueConfig(name, kind, FeeSchedule(maker, taker, FeeModel(model)), sim, url)
+
+
+def _loopback_url(value: Any, _path: str) -> str:
+    if not isinstance(value, str) or not (
+        value.startswith("http://127.0.0.1:")
+        or value.startswith("http://localhost:")
+        or value.startswith("http://[::1]:")
+    ):
+        raise _Bad(
+            f"expected an http://127.0.0.1:PORT URL (simulated venues are reached on loopback only), got "
+            f"{_describe(value)}"
+        )
+    return value.rstrip("/")
 
 
 def _read_listing(r: _Reader, venue: str, raw: Any, path: str, venues: set[str]) -> ListingConfig | None:

@@ -469,10 +469,15 @@ class Executor:
                 self.analytics.ack_skew.add(abs(first.answered_ns - second.answered_ns))
 
     async def _query_until_known(self, leg: _Leg) -> None:
-        """Unknown is not rejected: ask by client order id, with bounded retries and backoff."""
+        """Unknown is not rejected: ask by client order id, with bounded retries and backoff.
+
+        An order found still live (resting, or not yet matched) is cancelled: an arbitrage leg
+        must not outlive its pair. Polling goes on until the venue reports a final state.
+        """
         venue = self._venues[leg.request.venue]
         backoff = self._ex.status_backoff_ms * NS_PER_MS
         not_found = False
+        cancel_sent = False
         for attempt in range(self._ex.status_retries):
             await self._clock.sleep(backoff << attempt)
             try:
@@ -483,26 +488,33 @@ class Executor:
             except (TimeoutError, VenueError):
                 not_found = False
                 continue
+            not_found = False
             await self._apply(leg, report)
-            if leg.state is LegState.UNKNOWN:
-                continue
-            if not leg.state.is_terminal:  # resting after all: an arbitrage leg must not rest
-                await self._cancel(leg)
-            return
+            if leg.state.is_terminal:
+                return
+            if leg.state is not LegState.UNKNOWN and not cancel_sent:
+                cancel_sent = True
+                await self._cancel(leg, query_after=False)
+                if leg.state.is_terminal:
+                    return
         if not_found:
             leg.reason = "the venue never received it"
             await self._leg_transition(leg, "not_found")
-        else:
-            leg.reason = f"outcome unknown after {self._ex.status_retries} status queries"
+        elif not leg.state.is_terminal:
+            leg.reason = f"outcome not final after {self._ex.status_retries} status queries"
 
-    async def _cancel(self, leg: _Leg) -> None:
+    async def _cancel(self, leg: _Leg, *, query_after: bool = True) -> None:
+        """Ask the venue to cancel; what it answers (a fill may have come first) is applied."""
         venue = self._venues[leg.request.venue]
         try:
             report = await self._with_timeout(venue.cancel_order(leg.cid), self._ex.order_timeout_ms * NS_PER_MS)
         except (TimeoutError, VenueError):
-            await self._query_until_known(leg)
+            if query_after:
+                await self._query_until_known(leg)
             return
         await self._apply(leg, report)
+        if query_after and not leg.state.is_terminal:
+            await self._query_until_known(leg)
 
     async def _apply(self, leg: _Leg, report: OrderReport) -> None:
         """Apply a venue report: fills (never lost), then the state the venue says."""
@@ -530,8 +542,8 @@ class Executor:
 
     async def _settle(self, pair: _Pair) -> None:
         entries = pair.entries
-        if any(leg.state is LegState.UNKNOWN for leg in entries):
-            await self._broken(pair, "a leg's outcome is still unknown after every status query")
+        if any(not leg.state.is_terminal for leg in entries):
+            await self._broken(pair, "a leg's outcome is still not final after every status query")
             return
         q0, q1 = pair.effective(0), pair.effective(1)
         if q0 == q1:
@@ -615,11 +627,11 @@ class Executor:
             pair.legs.append(leg)
             await self._journal.record_leg(leg.view(), leg.idx, leg.target, self._clock.now_ns(), "intent", None)
             await self._send(pair, leg)
-            if leg.state is LegState.UNKNOWN:
+            if not leg.state.is_terminal:
                 break  # we cannot know the position: stop sending more
             if pair.effective(0) != pair.effective(1):
                 await self._clock.sleep(backoff << attempt)
-        if pair.effective(0) == pair.effective(1) and not any(leg.state is LegState.UNKNOWN for leg in pair.legs):
+        if pair.effective(0) == pair.effective(1) and all(leg.state.is_terminal for leg in pair.legs):
             await self._finish(pair, "flat")
         else:
             await self._broken(pair, f"exposure remains after {self._ex.unwind_attempts} unwind attempts")
@@ -645,7 +657,7 @@ class Executor:
         for i, entry in enumerate(pair.entries):
             other = pair.effective(1 - i)
             mine = pair.effective(i)
-            unknown = [leg for leg in pair.legs if leg.target == i and leg.state is LegState.UNKNOWN]
+            unknown = [leg for leg in pair.legs if leg.target == i and not leg.state.is_terminal]
             if mine > other or unknown:
                 qty = mine - other if mine > other else ZERO
                 qty += sum((leg.request.quantity - leg.filled for leg in unknown), ZERO)
@@ -775,8 +787,8 @@ class Executor:
             if resume_unwind:
                 await self._unwind(pair)
                 return
-            if any(leg.state is LegState.UNKNOWN for leg in pair.legs):
-                await self._broken(pair, "reconciliation could not learn a leg's outcome")
+            if any(not leg.state.is_terminal for leg in pair.legs):
+                await self._broken(pair, "reconciliation could not learn a leg's final outcome")
                 return
             q0, q1 = pair.effective(0), pair.effective(1)
             if q0 == q1 == 0:

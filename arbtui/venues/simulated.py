@@ -20,6 +20,7 @@ config seed and the venue and market names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -183,7 +184,9 @@ class SimulatedVenue:
         taken_share = 0.3 + 0.6 * self._rng.random()
         inbound, outbound = self._latencies()
         await self._clock.sleep(inbound)
-        if roll < reject_below:
+        if order.status is OrderStatus.CANCELLED:
+            pass  # a cancel overtook the order on its way in: it never reaches the book
+        elif roll < reject_below:
             self._reject(order, "simulated reject: venue busy, try again")
         else:
             self._execute(order, other_takes=taken_share if timeout_below <= roll < partial_below else 0.0)
@@ -199,7 +202,11 @@ class SimulatedVenue:
             raise UnknownOrder(self.name, f"unknown order {client_order_id}")
         inbound, outbound = self._latencies()
         await self._clock.sleep(inbound)
-        if order.order_id is not None and not order.status.is_final:
+        if order.order_id is None and order.status is OrderStatus.OPEN:
+            # Received but not yet matched (still travelling in): the cancel wins the race.
+            order.status = OrderStatus.CANCELLED
+            order.reason = "cancelled before it reached the book"
+        elif order.order_id is not None and not order.status.is_final:
             st = self._state[order.request.market]
             if st.matching.cancel(order.order_id) is not None:
                 order.status = OrderStatus.CANCELLED
@@ -215,6 +222,26 @@ class SimulatedVenue:
         if order is None:
             raise UnknownOrder(self.name, f"unknown order {client_order_id}")
         return self._report(order)
+
+    def configure_faults(
+        self,
+        *,
+        reject_rate: Decimal | None = None,
+        timeout_rate: Decimal | None = None,
+        partial_fill_rate: Decimal | None = None,
+        ack_latency_ms: int | None = None,
+    ) -> None:
+        """Change the fault knobs while running (fault-injection tests, and the crash test)."""
+        changes: dict[str, object] = {}
+        if reject_rate is not None:
+            changes["reject_rate"] = reject_rate
+        if timeout_rate is not None:
+            changes["timeout_rate"] = timeout_rate
+        if partial_fill_rate is not None:
+            changes["partial_fill_rate"] = partial_fill_rate
+        if ack_latency_ms is not None:
+            changes["ack_latency_ms"] = ack_latency_ms
+        self._sim = dataclasses.replace(self._sim, **changes)  # type: ignore[arg-type]
 
     # --- the market makers -------------------------------------------------------------------
     def maybe_refresh(self, now_ns: int) -> None:
