@@ -13,8 +13,13 @@ ENGINE_MODULES = [
     "arbtui.engine",
     "arbtui.engine.engine",
     "arbtui.engine.builder",
+    "arbtui.engine.executor",
+    "arbtui.engine.journal",
+    "arbtui.headless",
     "arbtui.venues.simulated",
+    "arbtui.venues.sim_remote",
     "arbtui.sim.market",
+    "arbtui.sim.server",
 ]
 
 UI_PACKAGES = ("textual", "rich", "arbtui.ui")
