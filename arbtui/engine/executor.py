@@ -410,7 +410,6 @@ class Executor:
             if pair.abort_requested:
                 await self._transition(pair, "abort", reason="aborted before dispatch")
                 return
-            await self._transition(pair, "dispatch")
             await self._dispatch(pair)
             await self._settle(pair)
         except Exception as exc:  # an internal error must not leave a pair silently half-done
@@ -457,7 +456,15 @@ class Executor:
     async def _dispatch(self, pair: _Pair) -> None:
         """Both entry legs: launched back to back, then followed concurrently."""
         first, second = pair.entries
+        previous = pair.state
+        pair.state = next_pair_state(previous, "dispatch")
         placing = (self._launch(first), self._launch(second))
+        # Journaled right after the launch: the intent (with both client order ids) is already
+        # durable, and this write must not sit between confirm and the wire.
+        now = self._clock.now_ns()
+        view = pair.view()
+        self._emit(PairStateChanged(now, view, previous))
+        await self._journal.record_pair(view, now, "dispatch", previous.value)
         try:
             await asyncio.gather(self._follow(pair, first, placing[0]), self._follow(pair, second, placing[1]))
         finally:
