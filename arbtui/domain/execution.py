@@ -110,6 +110,7 @@ class PairView:
     leg_skew_ns: int | None  # difference between the two entry legs' send times
     reason: str | None
     resolved: bool = False  # a BROKEN pair the operator has resolved
+    slippage_bps: tuple[Decimal | None, ...] = ()  # per entry leg: average vs the detector's VWAP, + = worse
 
     @property
     def entry_legs(self) -> tuple[LegView, ...]:

@@ -188,7 +188,17 @@ class _Pair:
             abs(sent[0] - sent[1]) if len(sent) == 2 else None,
             self.reason,
             self.resolved,
+            tuple(_slippage_bps(leg, plan.vwap) for leg, plan in zip(entries, self.spread.legs, strict=False)),
         )
+
+
+def _slippage_bps(leg: _Leg, expected_vwap: Decimal) -> Decimal | None:
+    """How much worse than the detector's VWAP the leg filled, in bps (negative: better)."""
+    if not leg.filled or not expected_vwap:
+        return None
+    avg = leg.notional / leg.filled
+    worse = avg - expected_vwap if leg.request.side is Side.BUY else expected_vwap - avg
+    return (worse / expected_vwap * BPS).quantize(Decimal("0.01"))
 
 
 class Executor:
@@ -650,11 +660,9 @@ class Executor:
             if pair.spread.opportunity_id:
                 self.analytics.captured.add(pair.spread.opportunity_id)
             self.analytics.expected_pnl += pair.spread.expected_pnl
-            for leg, plan in zip(pair.entries, pair.spread.legs, strict=True):
-                if leg.filled and plan.vwap:
-                    avg = leg.notional / leg.filled
-                    worse = avg - plan.vwap if plan.side is Side.BUY else plan.vwap - avg
-                    self.analytics.slippage_bps.append((worse / plan.vwap * BPS).quantize(Decimal("0.01")))
+            for slip in pair.view().slippage_bps:
+                if slip is not None:
+                    self.analytics.slippage_bps.append(slip)
         self.analytics.realized_pnl += pair.realized_pnl
         await self._transition(pair, trigger)
         await self._after_terminal(pair)
