@@ -67,6 +67,7 @@ from arbtui.venues.base import UnknownOrder, Venue, VenueError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DAY_NS = 86_400 * NS_PER_S
 CLORDID_MAX = 18  # Kraken's cl_ord_id free text allows at most 18 ASCII characters
 _ROLE_CODE = {LegRole.ENTRY: "e", LegRole.UNWIND: "u", LegRole.COMPLETE: "c"}
 _ROLE_OF_CODE = {v: k for k, v in _ROLE_CODE.items()}
@@ -80,9 +81,9 @@ class ConfirmRefusedError(Exception):
 
 
 def client_order_id(tag: str, seq: int, role: LegRole, n: int) -> str:
-    """``a`` + journal tag (3) + pair sequence (7, base 36) + role + leg number (base 36).
+    """``a`` + journal tag (3) + pair sequence (7, base 36) + role + leg number (2, base 36).
 
-    Unique per journal, alphanumeric, 13 characters: valid for Kraken (<= 18), Coinbase and
+    Unique per journal, alphanumeric, 14 characters: valid for Kraken (<= 18), Coinbase and
     Polymarket. It is written to the journal before the request leaves.
     """
     digits = ""
@@ -92,7 +93,9 @@ def client_order_id(tag: str, seq: int, role: LegRole, n: int) -> str:
         digits = _B36[r] + digits
     if s:
         raise ValueError("pair sequence too large for a client order id")
-    cid = f"a{tag}{digits}{_ROLE_CODE[role]}{_B36[n % 36]}"
+    if not 0 <= n < 36 * 36:
+        raise ValueError(f"leg number {n} out of range for a client order id")
+    cid = f"a{tag}{digits}{_ROLE_CODE[role]}{_B36[n // 36]}{_B36[n % 36]}"
     assert len(cid) <= CLORDID_MAX and cid.isascii() and cid.isalnum()
     return cid
 
@@ -243,13 +246,17 @@ class Executor:
         self._next_seq = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self._blocked_from_journal: dict[str, str] = {}  # unresolved BROKEN pairs of earlier runs
+        self._earlier_realized: tuple[int, Decimal] = (0, ZERO)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Load the journal's state and reconcile pairs left unfinished by an earlier run."""
         self._next_seq = await self._journal.next_pair_seq()
+        day_start = self._clock.now_ns() // DAY_NS * DAY_NS
+        self._earlier_realized = (day_start, await self._journal.realized_since(day_start))
         for stored in await self._journal.unfinished_pairs():
             pair = self._restore(stored)
+            # Unfinished pairs have no realized PnL in the journal yet: they count here once final.
             self.pairs[pair.pair_id] = pair
             self._spawn(self._reconcile(pair), f"reconcile-{pair.pair_id}")
         for pair_id, group in await self._journal.blocked_markets():
@@ -360,8 +367,10 @@ class Executor:
     def kill(self) -> None:
         """Halt new pairs, cancel every open order arbtui has, and let unwinds flatten what filled."""
         self.halted = True
-        self.armed = False
+        was_armed, self.armed = self.armed, False
         self._action("kill", "*")
+        if was_armed:
+            self._emit(ArmedChanged(self._clock.now_ns(), False))
         self._emit(KillSwitchChanged(self._clock.now_ns(), True, "new pairs halted; open orders cancelled"))
         for pair in self.pairs.values():
             if not pair.state.is_terminal:
@@ -651,7 +660,8 @@ class Executor:
         if pair.effective(0) == pair.effective(1) and all(leg.state.is_terminal for leg in pair.legs):
             await self._finish(pair, "flat")
         else:
-            await self._broken(pair, f"exposure remains after {self._ex.unwind_attempts} unwind attempts")
+            attempts = sum(1 for leg in pair.legs if leg.role is LegRole.UNWIND)
+            await self._broken(pair, f"exposure remains after {attempts} unwind attempt(s)")
 
     async def _finish(self, pair: _Pair, trigger: str) -> None:
         pair.realized_pnl = self._realized(pair)
@@ -672,7 +682,13 @@ class Executor:
         for i, entry in enumerate(pair.entries):
             other = pair.effective(1 - i)
             mine = pair.effective(i)
-            unknown = [leg for leg in pair.legs if leg.target == i and not leg.state.is_terminal]
+            # A leg still live that ADDS to this side (entry, completion) may add up to its remainder;
+            # a live unwind can only reduce the excess, which is already counted in full.
+            unknown = [
+                leg
+                for leg in pair.legs
+                if leg.target == i and not leg.state.is_terminal and leg.role is not LegRole.UNWIND
+            ]
             if mine > other or unknown:
                 qty = mine - other if mine > other else ZERO
                 qty += sum((leg.request.quantity - leg.filled for leg in unknown), ZERO)
@@ -837,12 +853,13 @@ class Executor:
         by_venue: dict[str, Decimal] = {}
         by_market: dict[str, Decimal] = {}
         in_flight = 0
-        realized_today = ZERO
         now = self._clock.now_ns()
-        day = now // (86_400 * NS_PER_S)
+        day = now // DAY_NS
+        earlier_day, earlier = self._earlier_realized
+        realized_today = earlier if earlier_day // DAY_NS == day else ZERO
         blocked = set(self._blocked_from_journal.values())
         for pair in self.pairs.values():
-            if pair.created_ns // (86_400 * NS_PER_S) == day and pair.realized_pnl is not None:
+            if pair.created_ns // DAY_NS == day and pair.realized_pnl is not None:
                 realized_today += pair.realized_pnl
             if pair.state is PairState.BROKEN and not pair.resolved:
                 blocked.add(pair.spread.group)
@@ -865,8 +882,8 @@ class Executor:
                 notional = r.quantity * r.limit_price
                 by_venue[r.venue] = by_venue.get(r.venue, ZERO) + notional
                 by_market[r.market] = by_market.get(r.market, ZERO) + notional
-                if leg.state.is_terminal:
-                    continue
+                # Held until the pair ends, filled or not: the cached balances are refreshed only
+                # then, so a filled leg's spend is not in them yet (conservative for a rejected leg).
                 base, quote = self._assets(r.market)
                 key = (r.venue, quote) if r.side is Side.BUY else (r.venue, base)
                 amount = (
@@ -877,7 +894,16 @@ class Executor:
                 reserved[key] = reserved.get(key, ZERO) + amount
         tripped = frozenset(v for v, b in self.breakers.items() if b.tripped)
         return RiskState(
-            now, self.halted, frozenset(blocked), tripped, reserved, by_venue, by_market, in_flight, realized_today
+            now,
+            self.halted,
+            frozenset(blocked),
+            tripped,
+            reserved,
+            by_venue,
+            by_market,
+            in_flight,
+            realized_today,
+            frozenset(p.spread.key for p in self.pairs.values() if not p.state.is_terminal),
         )
 
     def _book(self, venue: str, market: str) -> OrderBook | None:

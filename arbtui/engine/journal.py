@@ -22,6 +22,7 @@ import string
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -255,6 +256,17 @@ class Journal:
                 return out
             finally:
                 conn.row_factory = None
+
+        return await self._call(q)
+
+    async def realized_since(self, since_ns: int) -> Decimal:
+        """Realized PnL of pairs created since ``since_ns`` that reached a final state (earlier runs)."""
+
+        def q(conn: sqlite3.Connection) -> Decimal:
+            rows = conn.execute(
+                "SELECT realized_pnl FROM pairs WHERE created_ns >= ? AND realized_pnl IS NOT NULL", (since_ns,)
+            ).fetchall()
+            return sum((Decimal(r[0]) for r in rows), Decimal(0))
 
         return await self._call(q)
 

@@ -15,6 +15,8 @@ failure wins:
 - ``EXPOSURE_VENUE`` / ``EXPOSURE_MARKET``: open exposure would exceed its limit.
 - ``MAX_IN_FLIGHT``: too many pairs not yet final.
 - ``DAILY_LOSS``: today's realized loss has reached ``risk.daily_loss_limit``.
+- ``DUPLICATE``: a pair for this same spread is still in flight (a second confirm is a misfire;
+  checked last, so a limit that binds anyway is the reason shown).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class RiskState:
     exposure_by_market: Mapping[str, Decimal]
     pairs_in_flight: int
     realized_today: Decimal
+    keys_in_flight: frozenset[str] = frozenset()
 
 
 def check_pair(
@@ -116,4 +119,6 @@ def check_pair(
         return Refusal(
             "DAILY_LOSS", f"today's realized loss {-state.realized_today:.2f} reached the limit {risk.daily_loss_limit}"
         )
+    if spread.key in state.keys_in_flight:
+        return Refusal("DUPLICATE", f"a pair for {spread.key} is still in flight")
     return None
