@@ -121,6 +121,11 @@ class EngineStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DetectionPaused(Event):
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStopped(Event):
     reason: str
 

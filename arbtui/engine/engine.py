@@ -20,6 +20,7 @@ from arbtui.domain.book import Level, OrderBook
 from arbtui.domain.clock import NS_PER_MS, Clock
 from arbtui.domain.events import (
     BookUpdated,
+    DetectionPaused,
     EngineStarted,
     EngineStopped,
     Event,
@@ -88,6 +89,8 @@ class Engine:
             fees[venue.name] = venue.fees(markets[0]) if markets else config.venue(venue.name).fees
         self.detector = Detector(config, self.instruments, fees, self.book, self.free_balance)
         self.book_updates = 0
+        self.feed_counts: dict[str, int] = {v: 0 for v in self.venues}  # book updates per venue
+        self.detection_paused = False
         self.failure: BaseException | None = None
         self.journal = journal
         self.executor = Executor(
@@ -208,8 +211,11 @@ class Engine:
     def on_book(self, venue: str, market: str, book: OrderBook) -> None:
         now = self.clock.now_ns()
         self.book_updates += 1
+        self.feed_counts[venue] = self.feed_counts.get(venue, 0) + 1
         bid, ask = book.best_bid(), book.best_ask()
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
+        if self.detection_paused:
+            return  # books keep updating; spreads are not re-priced until detection resumes
         for ev in self.detector.on_book(venue, market, book, now):
             self._emit(ev)
             if isinstance(ev, OpportunityDetected):
@@ -277,6 +283,19 @@ class Engine:
 
     def kill(self) -> None:
         self.executor.kill()
+
+    def set_detection_paused(self, paused: bool) -> None:
+        """Stop (or restart) pricing spreads; books keep updating. Resuming re-prices everything."""
+        self.detection_paused = paused
+        self._emit(DetectionPaused(self.clock.now_ns(), paused))
+        if not paused:
+            for ev in self.detector.evaluate_all(self.clock.now_ns()):
+                self._emit(ev)
+
+    def venue_counters(self, venue: str) -> Mapping[str, int]:
+        """Integrity counters of a venue's feed (frames, gaps, checksum failures, reconnects, malformed)."""
+        counters: Mapping[str, int] | None = getattr(self.venues[venue], "counters", None)
+        return counters if counters is not None else {"frames": self.feed_counts.get(venue, 0)}
 
     def resume(self) -> None:
         self.executor.resume()

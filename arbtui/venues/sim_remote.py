@@ -274,6 +274,18 @@ class RemoteSimVenue:
         self._closing = False
         self._snapshots_done = asyncio.Event()
         self.malformed_frames = 0  # frames skipped because they could not be parsed or applied
+        self.frames_applied = 0
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Feed integrity counters (this feed has no sequence numbers or checksums, and no reconnects)."""
+        return {
+            "frames": self.frames_applied,
+            "gaps": 0,
+            "checksum_failures": 0,
+            "reconnects": 0,
+            "malformed": self.malformed_frames,
+        }
 
     # --- Venue protocol ----------------------------------------------------------------------
     @property
@@ -387,11 +399,13 @@ class RemoteSimVenue:
             return
         if frame.snapshot:
             book.apply_snapshot(frame.bids, frame.asks, frame.ts_ns)
+            self.frames_applied += 1
         elif book.last_update_ns is None:
             self._malformed(f"update for {frame.market} before its snapshot")
             return
         else:
             book.apply_update(frame.bids, frame.asks, frame.ts_ns)
+            self.frames_applied += 1
         if not self._snapshots_done.is_set() and all(b.last_update_ns is not None for b in self._books.values()):
             self._snapshots_done.set()
         if self._listener is not None:
