@@ -105,6 +105,16 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_screenshots(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from arbtui.ui.scenarios import save_screenshots
+
+    for path in asyncio.run(save_screenshots(Path(args.out))):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arbtui",
@@ -143,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default=DEFAULT_CONFIG_NAME, metavar="PATH")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(func=_cmd_init)
+    shots = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the console's main states")
+    shots.add_argument("out", nargs="?", default="screenshots", metavar="DIR")
+    shots.set_defaults(func=_cmd_screenshots)
     parser.set_defaults(func=_cmd_run)
     return parser
 

@@ -37,6 +37,7 @@ from arbtui.domain.money import ZERO
 from arbtui.engine.detector import Detector
 from arbtui.engine.executor import Executor
 from arbtui.engine.journal import Journal
+from arbtui.engine.risk import Refusal
 from arbtui.venues.base import Venue
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,10 @@ class Engine:
 
     def kill(self) -> None:
         self.executor.kill()
+
+    def would_refuse(self, spread: Spread) -> Refusal | None:
+        """The refusal a confirm of ``spread`` would get now, or None (nothing is sent)."""
+        return self.executor.check(spread)
 
     def set_detection_paused(self, paused: bool) -> None:
         """Stop (or restart) pricing spreads; books keep updating. Resuming re-prices everything."""

@@ -836,6 +836,10 @@ class Executor:
             await self._fail(pair, exc)
 
     # --- helpers -------------------------------------------------------------------------------
+    def check(self, spread: Spread | None) -> Refusal | None:
+        """The refusal confirming ``spread`` would get now (public: the console greys such rows)."""
+        return self._check(spread)
+
     def _check(self, spread: Spread | None) -> Refusal | None:
         return check_pair(
             spread,

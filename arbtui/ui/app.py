@@ -11,8 +11,6 @@ import asyncio
 from pathlib import Path
 
 from textual.app import App
-from textual.css.query import NoMatches
-from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from arbtui.config import Config
@@ -20,11 +18,9 @@ from arbtui.domain.clock import Clock, LiveClock
 from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.ui.bridge import UIBridge
+from arbtui.ui.commands import ArbCommands
 from arbtui.ui.screens.error_screen import EngineErrorScreen
 from arbtui.ui.screens.main_screen import MainScreen
-from arbtui.ui.widgets.books_pane import BooksPane
-from arbtui.ui.widgets.spreads_table import SpreadsTable
-from arbtui.ui.widgets.status_header import StatusHeader
 
 ENGINE_WORKER = "engine"
 
@@ -32,6 +28,7 @@ ENGINE_WORKER = "engine"
 class ArbApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "arbtui"
+    COMMANDS = App.COMMANDS | {ArbCommands}
 
     def __init__(
         self,
@@ -55,7 +52,6 @@ class ArbApp(App[None]):
         self.engine_error: BaseException | None = None
         self.engine_started = asyncio.Event()
         self.flushes = 0
-        self._shown_notable = ""
         self._main = MainScreen(self)
 
     def on_mount(self) -> None:
@@ -80,29 +76,21 @@ class ArbApp(App[None]):
     async def flush(self) -> None:
         """Redraw what changed since the last flush, in one batch."""
         self.flushes += 1
-        main = self._main
-        if not main.is_mounted:
-            return
-        bridge = self.bridge
-        now = self.clock.now_ns()
-        try:
-            table = main.query_one(SpreadsTable)
-            books = main.query_one(BooksPane)
-        except NoMatches:  # the screen is still composing, or already tearing down
+        if not self._main.is_mounted:
             return
         with self.batch_update():
-            main.query_one(StatusHeader).show(self.engine.mode, now, bridge)
-            # Ages tick even when nothing else changes, so the table is refreshed every flush.
-            table.refresh_spreads(bridge.spreads, now)
-            bridge.spreads_dirty = False
-            # The books pane follows the cursor's row, which a re-sort can change under it.
-            selected = table.selected_spread()
-            if selected is not None and selected.group != books.group:
-                await books.select(selected.group)
-            books.redraw(bridge.take_dirty_books())
-            if bridge.last_notable != self._shown_notable:
-                self._shown_notable = bridge.last_notable
-                main.query_one("#event-strip", Static).update(bridge.last_notable)
+            await self._main.flush(self.clock.now_ns())
+
+    @property
+    def main_screen(self) -> MainScreen:
+        return self._main
+
+    def simulate_opportunity(self, opportunity_id: str) -> None:
+        from arbtui.ui.screens.simulation_screen import SimulationScreen
+
+        result = self.engine.simulate(opportunity_id)
+        if result is not None:
+            self.push_screen(SimulationScreen(result, self.engine.instruments))
 
     async def shutdown(self) -> None:
         """Stop the engine (closing every venue), then leave."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from arbtui.domain.clock import NS_PER_S
 from arbtui.domain.events import (
     BookUpdated,
+    DetectionPaused,
     EngineStopped,
     Event,
     OpportunityDetected,
@@ -23,6 +24,16 @@ from arbtui.domain.events import (
     SpreadChanged,
     VenueStatus,
     VenueStatusChanged,
+)
+from arbtui.domain.execution import (
+    ArmedChanged,
+    BreakerChanged,
+    ConfirmRefused,
+    KillSwitchChanged,
+    LegState,
+    LegUpdated,
+    PairState,
+    PairStateChanged,
 )
 from arbtui.ui.formatting import clock_text
 
@@ -52,8 +63,14 @@ class UIBridge:
         self.spreads_dirty = False
         self.status_dirty = True
         self.last_notable = ""
+        self.notable_style = ""
         self.events_seen = 0
         self.stopped_reason: str | None = None
+        self.dirty_pairs: set[str] = set()
+        self.armed = False
+        self.halted = False
+        self.paused = False
+        self.tripped: dict[str, str] = {}  # venue -> reason
 
     def on_event(self, event: Event) -> None:
         self.events_seen += 1
@@ -89,6 +106,69 @@ class UIBridge:
         elif isinstance(event, EngineStopped):
             self.stopped_reason = event.reason
             self.status_dirty = True
+        elif isinstance(event, PairStateChanged):
+            self.dirty_pairs.add(event.pair.pair_id)
+            p = event.pair
+            if p.state in (PairState.UNWINDING, PairState.UNWOUND, PairState.BROKEN, PairState.ABORTED):
+                self._notable(
+                    event.ts_ns,
+                    f"{p.pair_id} {p.state.value.upper()}: {p.reason or p.key}",
+                    "error" if p.state is PairState.BROKEN else "warning",
+                )
+            elif p.state is PairState.COMPLETED:
+                self._notable(event.ts_ns, f"{p.pair_id} COMPLETED {p.key}: realized {p.realized_pnl:+.2f}", "success")
+        elif isinstance(event, LegUpdated):
+            self.dirty_pairs.add(event.leg.pair_id)
+            leg = event.leg
+            if leg.state is LegState.REJECTED:
+                self._notable(
+                    event.ts_ns, f"{leg.pair_id} {leg.venue} {leg.side.value} rejected: {leg.reason}", "warning"
+                )
+            elif leg.state is LegState.UNKNOWN:
+                self._notable(event.ts_ns, f"{leg.pair_id} {leg.venue} no answer: asking by client order id", "warning")
+        elif isinstance(event, BreakerChanged):
+            if event.tripped:
+                self.tripped[event.venue] = event.reason
+                self._notable(event.ts_ns, f"breaker TRIPPED on {event.venue}: {event.reason}", "error")
+            else:
+                self.tripped.pop(event.venue, None)
+                self._notable(event.ts_ns, f"breaker reset on {event.venue}", "")
+            self.status_dirty = True
+        elif isinstance(event, KillSwitchChanged):
+            self.halted = event.engaged
+            self._notable(
+                event.ts_ns,
+                f"KILL SWITCH {'ENGAGED' if event.engaged else 'released'}: {event.detail}",
+                "error" if event.engaged else "",
+            )
+            self.status_dirty = True
+        elif isinstance(event, ArmedChanged):
+            self.armed = event.armed
+            self._notable(
+                event.ts_ns,
+                "ARMED: the engine confirms by itself" if event.armed else "SAFE: disarmed",
+                "warning" if event.armed else "",
+            )
+            self.status_dirty = True
+        elif isinstance(event, ConfirmRefused):
+            self._notable(event.ts_ns, f"refused {event.opportunity_id}: {event.code}: {event.detail}", "warning")
+        elif isinstance(event, DetectionPaused):
+            self.paused = event.paused
+            self._notable(event.ts_ns, "detection PAUSED" if event.paused else "detection resumed", "")
+            self.status_dirty = True
+
+    def note_local(self, text: str, style: str = "") -> None:
+        """A notable line from the console itself (a cancelled confirm, a sent pair)."""
+        self.last_notable = text
+        self.notable_style = style
+
+    def _notable(self, ts_ns: int, text: str, style: str) -> None:
+        self.last_notable = f"{clock_text(ts_ns)}  {text}"
+        self.notable_style = style
+
+    def take_dirty_pairs(self) -> set[str]:
+        dirty, self.dirty_pairs = self.dirty_pairs, set()
+        return dirty
 
     def take_dirty_books(self) -> set[tuple[str, str]]:
         dirty, self.dirty_books = self.dirty_books, set()

@@ -1,52 +1,362 @@
-"""The main screen: header, spreads pane, order books pane, event strip, footer."""
+"""The main screen: header, spreads, order books, in-flight pairs, analytics, event strip, footer.
+
+Bindings live here (STYLE.md rule 10), each with an id and a tooltip, and are dimmed by
+``check_action`` when they cannot apply. Every action is also in the command palette
+(:mod:`arbtui.ui.commands`). Panes are flushed by :meth:`MainScreen.flush` in one batch, never
+per event. Below 110 columns or 32 rows the panes stack: one shows at a time, ``tab`` cycles.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Static
 
+from arbtui.domain.events import Spread
+from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.ui.screens.ask_screen import AskScreen
+from arbtui.ui.screens.confirm_screen import ConfirmScreen
+from arbtui.ui.screens.simulation_screen import SimulationScreen
+from arbtui.ui.widgets.analytics_pane import AnalyticsPane
 from arbtui.ui.widgets.books_pane import BooksPane
+from arbtui.ui.widgets.pairs_pane import PairsPane
 from arbtui.ui.widgets.spreads_table import SpreadsTable
 from arbtui.ui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
     from arbtui.ui.app import ArbApp
 
+PANES = ("spreads", "books", "pairs", "analytics")
+
 
 class MainScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
     BINDINGS = [
+        Binding("enter,c", "confirm", "Confirm", id="confirm", tooltip="Confirm the selected opportunity (asks first)"),
+        Binding("s", "simulate", "Simulate", id="simulate", tooltip="What a confirm would do now; sends nothing"),
+        Binding("x", "abort", "Abort pair", id="abort", tooltip="Abort the selected pair: cancel and unwind"),
+        Binding("K", "kill", "Kill", id="kill", tooltip="Kill switch: halt, cancel everything, unwind"),
+        Binding("R", "resume", "Resume", id="resume", tooltip="Release the kill switch"),
+        Binding("A", "toggle_armed", "Arm", id="arm", tooltip="Toggle ARMED: the engine confirms by itself"),
+        Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume spread detection"),
+        Binding(
+            "tab", "next_pane", "Next pane", id="next-pane", tooltip="Move to the next pane", show=False, priority=True
+        ),
+        Binding(
+            "shift+tab",
+            "previous_pane",
+            "Previous pane",
+            id="previous-pane",
+            tooltip="Previous pane",
+            show=False,
+            priority=True,
+        ),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter spreads by market"),
         Binding("question_mark", "help", "Help", id="help", tooltip="List every key binding"),
-        Binding("q", "quit_app", "Quit", id="quit", tooltip="Stop the engine and leave"),
+        Binding("q", "quit_app", "Quit", id="quit", tooltip="Stop the engine and leave (asks if pairs are in flight)"),
     ]
 
     def __init__(self, arb_app: ArbApp) -> None:
         super().__init__()
         self._arb = arb_app
+        self._pane = 0
+        self._shown_notable = ""
+        self.market_filter = ""
 
+    # --- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         engine = self._arb.engine
         yield StatusHeader(id="status")
-        table = SpreadsTable(engine.instruments, id="spreads")
-        table.border_title = "Spreads (net of taker fees and slippage buffer)"
-        yield table
-        yield BooksPane(engine, self._arb.config.ui.book_depth, id="books")
+        with Vertical(id="body"):
+            table = SpreadsTable(engine.instruments, id="spreads", classes="pane -current")
+            table.border_title = "Spreads (net of taker fees and slippage buffer)"
+            yield table
+            yield Static("", id="spread-detail")
+            with Horizontal(id="lower"):
+                books = BooksPane(engine, self._arb.config.ui.book_depth, id="books", classes="pane")
+                yield books
+                with Vertical(id="side"):
+                    pairs = PairsPane(id="pairs", classes="pane")
+                    pairs.border_title = "Pairs"
+                    yield pairs
+                    analytics = AnalyticsPane(engine, id="analytics", classes="pane")
+                    analytics.border_title = "Analytics"
+                    yield analytics
+        yield Input(placeholder="filter markets (enter keeps it, esc clears)", id="filter")
         yield Static("", id="event-strip")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(SpreadsTable).focus()
+
+    # --- selection ---------------------------------------------------------------------------
+    def selected_spread(self) -> Spread | None:
+        try:
+            return self.query_one(SpreadsTable).selected_spread()
+        except NoMatches:
+            return None
+
+    def selected_pair(self) -> str | None:
+        try:
+            return self.query_one(PairsPane).selected_pair_id()
+        except NoMatches:
+            return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Dim what cannot apply: None shows the binding disabled."""
+        engine = self._arb.engine
+        spread = self.selected_spread()
+        if action == "confirm":
+            return True if spread is not None and spread.pays and not engine.executor.halted else None
+        if action == "simulate":
+            return True if spread is not None else None
+        if action == "abort":
+            pid = self.selected_pair()
+            pair = engine.executor.pairs.get(pid) if pid else None
+            return True if pair is not None and not pair.state.is_terminal else None
+        if action == "kill":
+            return True if not engine.executor.halted else None
+        if action == "resume":
+            return True if engine.executor.halted else None
+        if action == "toggle_armed":
+            return True if not engine.executor.halted or engine.executor.armed else None
+        return True
+
+    # --- actions -------------------------------------------------------------------------------
+    def action_confirm(self) -> None:
+        spread = self.selected_spread()
+        if spread is None or spread.opportunity_id is None:
+            self.notify("Nothing to confirm: the selected spread does not pay.", severity="warning")
+            return
+        result = self._arb.engine.simulate(spread.opportunity_id)
+        if result is None:
+            self.notify(f"{spread.opportunity_id} no longer pays.", severity="warning")
+            return
+        oid = spread.opportunity_id
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self._arb.bridge.note_local("confirm cancelled: nothing sent")
+                return
+            try:
+                pair_id = self._arb.engine.confirm(oid)
+            except ConfirmRefusedError as exc:
+                self.notify(f"Refused: {exc}", severity="error", timeout=6)
+                return
+            self._arb.bridge.note_local(f"{pair_id} sent: {spread.key}")
+
+        self.app.push_screen(ConfirmScreen(result, self._arb.engine.instruments), answered)
+
+    def action_simulate(self) -> None:
+        spread = self.selected_spread()
+        if spread is None:
+            return
+        result = self._arb.engine.simulate(spread.opportunity_id or spread.key)
+        if result is not None:
+            self.app.push_screen(SimulationScreen(result, self._arb.engine.instruments))
+
+    def action_abort(self) -> None:
+        pid = self.selected_pair()
+        if pid is not None and self._arb.engine.abort(pid):
+            self._arb.bridge.note_local(f"abort requested for {pid}: cancel what rests, unwind what filled")
+
+    def action_kill(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._arb.engine.kill()
+
+        self.app.push_screen(
+            AskScreen(
+                "Engage the kill switch?",
+                "Halts new pairs, cancels every open order arbtui has, and "
+                "unwinds what filled. It stays engaged until you resume (R).",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def action_resume(self) -> None:
+        self._arb.engine.resume()
+
+    def action_toggle_armed(self) -> None:
+        engine = self._arb.engine
+        if engine.executor.armed:
+            engine.set_armed(False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                try:
+                    engine.set_armed(True)
+                except ConfirmRefusedError as exc:
+                    self.notify(str(exc), severity="error")
+
+        edge = engine.config.execution.armed_min_net_edge_bps
+        self.app.push_screen(
+            AskScreen(
+                "ARM the engine?",
+                f"The engine will confirm every opportunity at or above {edge} bp net by "
+                "itself, within the risk limits, until you disarm it (A) or kill (K).",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def action_toggle_pause(self) -> None:
+        engine = self._arb.engine
+        engine.set_detection_paused(not engine.detection_paused)
+
+    def action_next_pane(self) -> None:
+        self._focus_pane((self._pane + 1) % len(PANES))
+
+    def action_previous_pane(self) -> None:
+        self._focus_pane((self._pane - 1) % len(PANES))
+
+    def _focus_pane(self, index: int) -> None:
+        self._pane = index
+        for i, name in enumerate(PANES):
+            self.query_one(f"#{name}").set_class(i == index, "-current")
+        # Small terminals show only the current pane: its containers must show too.
+        self.query_one("#lower").set_class(PANES[index] != "spreads", "-current")
+        self.query_one("#side").set_class(PANES[index] in ("pairs", "analytics"), "-current")
+        pane = self.query_one(f"#{PANES[index]}")
+        target: Widget = pane
+        if isinstance(pane, PairsPane):
+            target = pane.live
+        target.focus()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-open")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.market_filter = event.value
+            self._arb.bridge.spreads_dirty = True
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.input.remove_class("-open")
+            self.query_one(SpreadsTable).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_class("-open"):
+            box.value = ""
+            box.remove_class("-open")
+            self.market_filter = ""
+            self.query_one(SpreadsTable).focus()
 
     def action_help(self) -> None:
         from arbtui.ui.screens.help_screen import HelpScreen
 
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(self.BINDINGS))
 
-    async def action_quit_app(self) -> None:
-        await self._arb.shutdown()
+    def action_quit_app(self) -> None:
+        in_flight = self._arb.engine.executor.in_flight()
+        if not in_flight:
+            self.run_worker(self._arb.shutdown(), name="shutdown", exit_on_error=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._arb.shutdown(), name="shutdown", exit_on_error=False)
+
+        ids = ", ".join(p.pair_id for p in in_flight)
+        self.app.push_screen(
+            AskScreen(
+                f"{len(in_flight)} pair(s) in flight: quit anyway?",
+                f"{ids} will stop where they are. The "
+                "journal keeps them and the next start reconciles them with the venues.",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # The table takes enter for itself (select the row): on the spreads table that means confirm.
+        if event.data_table.id == "spreads" and self.check_action("confirm", ()):
+            self.action_confirm()
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "spreads":
+            self.refresh_bindings()
+            return
         # Read the cursor's row now rather than the event's: a re-sort may have moved rows since.
-        spread = self.query_one(SpreadsTable).selected_spread()
+        spread = self.selected_spread()
         if spread is not None:
             await self.query_one(BooksPane).select(spread.group)
+        self._show_detail()
+        self.refresh_bindings()
+
+    # --- the flush -----------------------------------------------------------------------------
+    async def flush(self, now: int) -> None:
+        """Redraw what changed since the last flush (called inside the app's batch_update)."""
+        arb = self._arb
+        bridge = arb.bridge
+        engine = arb.engine
+        try:
+            table = self.query_one(SpreadsTable)
+            books = self.query_one(BooksPane)
+            pairs = self.query_one(PairsPane)
+            analytics = self.query_one(AnalyticsPane)
+        except NoMatches:  # still composing, or already tearing down
+            return
+        self.query_one(StatusHeader).show(engine, now, bridge)
+        refusals = {}
+        for key, spread in bridge.spreads.items():
+            if spread.pays and (refusal := engine.would_refuse(spread)) is not None:
+                refusals[key] = refusal.code
+        table.refresh_spreads(bridge.spreads, now, refusals, self.market_filter)
+        bridge.spreads_dirty = False
+        selected = table.selected_spread()
+        if selected is not None and selected.group != books.group:
+            await books.select(selected.group)
+        books.redraw(bridge.take_dirty_books())
+        dirty = bridge.take_dirty_pairs()
+        if dirty:
+            views = [engine.executor.pairs[pid].view() for pid in sorted(dirty) if pid in engine.executor.pairs]
+            pairs.update_pairs(views)
+            self.refresh_bindings()
+        analytics.sample(now)
+        self._show_detail()
+        if bridge.last_notable != self._shown_notable:
+            self._shown_notable = bridge.last_notable
+            strip = self.query_one("#event-strip", Static)
+            strip.update(Text(bridge.last_notable))
+            for cls in ("-error", "-warning", "-success"):
+                strip.remove_class(cls)
+            if bridge.notable_style:
+                strip.add_class(f"-{bridge.notable_style}")
+
+    def _show_detail(self) -> None:
+        table = self.query_one(SpreadsTable)
+        spread = table.selected_spread()
+        if spread is None:
+            text = Text("no spread selected", style="dim")
+        elif not spread.pays:
+            text = Text(
+                f"{spread.key}: does not pay after fees and slippage (figures at the touch); s simulates", style="dim"
+            )
+        elif (code := table.refusals.get(spread.key)) is not None:
+            text = Text(f"{spread.opportunity_id} {spread.key}: a confirm would be refused: {code}", style="yellow")
+        else:
+            text = Text(
+                f"{spread.opportunity_id} {spread.key}: pays {spread.expected_pnl:+.2f} "
+                f"({spread.net_bps:+} bp net). enter confirms, s simulates",
+                style="bold",
+            )
+        detail = self.query_one("#spread-detail", Static)
+        if getattr(detail, "_last", None) != text.plain:
+            detail._last = text.plain  # type: ignore[attr-defined]
+            detail.update(text)

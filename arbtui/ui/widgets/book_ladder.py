@@ -51,16 +51,18 @@ class BookLadderView(Widget):
         and redrawn up to ``refresh_hz`` times a second."""
         pp = self.listing.price_precision
         qp = min(self.listing.qty_precision, SIZE_PLACES_MAX)
-        width = max(self.content_size.width, 30)
-        col = width // 3
+        width = max(self.content_size.width, 12)
+        show_cum = width >= 27  # narrow ladders drop the cumulative column rather than wrap
+        col = width // 3 if show_cum else width // 2
         text = Text(no_wrap=True, overflow="crop")
 
         def line(
             price: str, size: str, cum: str, price_style: str = "", size_style: str = "", cum_style: str = "dim"
         ) -> None:
             text.append(price.rjust(col), style=price_style)
-            text.append(size.rjust(col), style=size_style)
-            text.append(cum.rjust(width - 2 * col), style=cum_style)
+            text.append(size.rjust(col if show_cum else width - col), style=size_style)
+            if show_cum:
+                text.append(cum.rjust(width - 2 * col), style=cum_style)
             text.append("\n")
 
         line("Price", "Size", "Cum.", "bold", "bold", "bold")

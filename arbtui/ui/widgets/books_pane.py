@@ -15,6 +15,8 @@ from arbtui.ui.widgets.book_ladder import BookLadderView
 class BooksPane(Horizontal):
     """Shows the books of one group: a market id, or a binary event id."""
 
+    can_focus = True
+
     def __init__(self, engine: Engine, depth: int, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._engine = engine

@@ -7,6 +7,7 @@ updated in place; re-sorting keeps the cursor on the row it was on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -51,6 +52,7 @@ class SpreadsTable(DataTable[Cell]):
         self._order: list[str] = []
         self._shown: dict[str, tuple[Cell, ...]] = {}
         self.spreads: dict[str, Spread] = {}
+        self.refusals: dict[str, str] = {}
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -61,11 +63,29 @@ class SpreadsTable(DataTable[Cell]):
             return None
         return self.spreads.get(self._order[self.cursor_row])
 
-    def refresh_spreads(self, spreads: dict[str, Spread], now_ns: int) -> None:
-        """Add new rows, update changed cells, re-sort by net edge, keep the cursor's row."""
+    def refresh_spreads(
+        self,
+        spreads: dict[str, Spread],
+        now_ns: int,
+        refusals: Mapping[str, str] | None = None,
+        market_filter: str = "",
+    ) -> None:
+        """Add new rows, update changed cells, re-sort by net edge, keep the cursor's row.
+
+        ``refusals`` maps a spread key to the reason code a confirm would be refused with now: such
+        a paying row is greyed. ``market_filter`` keeps only rows whose market or event contains it.
+        """
+        refusals = refusals or {}
+        needle = market_filter.strip().lower()
         selected = self._order[self.cursor_row] if 0 <= self.cursor_row < len(self._order) else None
         for key, spread in spreads.items():
-            cells = self._cells(spread, now_ns)
+            if needle and needle not in spread.group.lower() and needle not in key.lower():
+                if key in self._shown:
+                    self.remove_row(key)
+                    del self._shown[key]
+                    self.spreads.pop(key, None)
+                continue
+            cells = self._cells(spread, now_ns, refusals.get(key))
             shown = self._shown.get(key)
             if shown is None:
                 self.add_row(*cells, key=key)
@@ -75,17 +95,20 @@ class SpreadsTable(DataTable[Cell]):
                         self.update_cell(key, col, cell)
             self._shown[key] = cells
             self.spreads[key] = spread
+        self.refusals = {k: v for k, v in refusals.items() if k in self.spreads}
         order = sorted(self.spreads, key=lambda k: (-self.spreads[k].net_bps, k))
-        if order != self._order:
+        current = [str(row.key.value) for row in self.ordered_rows]
+        if order != current:
             self.sort("net", "market", key=lambda row: (-row[0].sort_key, row[1].text))
-            self._order = [str(row.key.value) for row in self.ordered_rows]
-            if selected is not None and selected in self._order:
-                self.move_cursor(row=self._order.index(selected), animate=False)
+        self._order = [str(row.key.value) for row in self.ordered_rows]
+        if selected is not None and selected in self._order and self._order.index(selected) != self.cursor_row:
+            self.move_cursor(row=self._order.index(selected), animate=False)
 
-    def _cells(self, s: Spread, now_ns: int) -> tuple[Cell, ...]:
+    def _cells(self, s: Spread, now_ns: int, refusal: str | None = None) -> tuple[Cell, ...]:
         first, second = s.legs
-        dim = "" if s.pays else "dim"
-        strong = "bold green" if s.pays else "dim"
+        live = s.pays and refusal is None
+        dim = "" if live else "dim"
+        strong = "bold green" if live else ("yellow" if s.pays else "dim")
         if s.kind is SpreadKind.CROSS_VENUE:
             market = s.group
             buy = f"{first.venue} @ {self._price(first.venue, first.market, first.limit_price)}"
@@ -94,10 +117,12 @@ class SpreadsTable(DataTable[Cell]):
             market = f"{s.group} Y+N"
             buy = f"{first.venue} YES @ {self._price(first.venue, first.market, first.limit_price)}"
             sell = f"{second.venue} NO @ {self._price(second.venue, second.market, second.limit_price)}"
+        if s.pays and refusal is not None:
+            market = f"⊘ {market}"  # pays, but a risk check would refuse it (reason in the detail line)
         lst = self._instruments.listing(first.venue, first.market)
         size_places = min(lst.qty_precision, 4)
         return (
-            Cell(market, style="bold" if s.pays else "dim", justify="left"),
+            Cell(market, style="bold" if live else ("yellow" if s.pays else "dim"), justify="left"),
             Cell(buy, style=dim, justify="left"),
             Cell(sell, style=dim, justify="left"),
             Cell(fixed(s.quantity, size_places), style=dim),
