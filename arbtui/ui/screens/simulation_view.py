@@ -14,12 +14,12 @@ from arbtui.ui.formatting import fixed, signed
 def simulation_table(result: SimulationResult, instruments: Instruments) -> Table:
     table = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
     for name in ("Leg", "Venue", "Side", "Size", "Limit", "Book fills", "VWAP", "Fee"):
-        table.add_column(name, justify="left" if name in ("Leg", "Venue", "Side") else "right")
+        table.add_column(name, justify="left" if name in ("Leg", "Venue", "Side") else "right", no_wrap=True)
     for i, (leg, plan) in enumerate(zip(result.legs, result.spread.legs, strict=True), start=1):
         lst = instruments.listing(leg.venue, leg.market)
         qp = min(lst.qty_precision, 4)
         table.add_row(
-            f"{i} {leg.market}",
+            str(i),
             leg.venue,
             Text(leg.side.value.upper(), style="green" if leg.side.value == "buy" else "red"),
             fixed(plan.quantity, qp),

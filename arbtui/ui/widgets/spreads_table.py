@@ -19,13 +19,14 @@ from arbtui.domain.instruments import Instruments
 from arbtui.ui.formatting import age, fixed, signed
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("market", "Market", 10),
-    ("buy", "Buy on @ limit", 22),
-    ("sell", "Sell on (or buy NO) @ limit", 27),
-    ("size", "Size", 9),
-    ("gross", "Gross bp", 9),
+    # What decides comes first, so a narrow terminal still shows it without scrolling.
+    ("market", "Market", 11),
     ("net", "Net bp", 9),
     ("pnl", "Exp. PnL", 10),
+    ("size", "Size", 9),
+    ("buy", "Buy on @ limit", 21),
+    ("sell", "Sell on (or buy NO) @ limit", 24),
+    ("gross", "Gross bp", 9),
     ("age", "Age", 6),
 )
 
@@ -99,7 +100,7 @@ class SpreadsTable(DataTable[Cell]):
         order = sorted(self.spreads, key=lambda k: (-self.spreads[k].net_bps, k))
         current = [str(row.key.value) for row in self.ordered_rows]
         if order != current:
-            self.sort("net", "market", key=lambda row: (-row[0].sort_key, row[1].text))
+            self.sort("net", "market", key=lambda row: (-row[0].sort_key, row[1].text))  # columns in this order
         self._order = [str(row.key.value) for row in self.ordered_rows]
         if selected is not None and selected in self._order and self._order.index(selected) != self.cursor_row:
             self.move_cursor(row=self._order.index(selected), animate=False)
@@ -123,12 +124,12 @@ class SpreadsTable(DataTable[Cell]):
         size_places = min(lst.qty_precision, 4)
         return (
             Cell(market, style="bold" if live else ("yellow" if s.pays else "dim"), justify="left"),
-            Cell(buy, style=dim, justify="left"),
-            Cell(sell, style=dim, justify="left"),
-            Cell(fixed(s.quantity, size_places), style=dim),
-            Cell(signed(s.gross_bps, 2), style=dim, sort_key=s.gross_bps),
             Cell(signed(s.net_bps, 2), style=strong, sort_key=s.net_bps),
             Cell(signed(s.expected_pnl, 2), style=strong, sort_key=s.expected_pnl),
+            Cell(fixed(s.quantity, size_places), style=dim),
+            Cell(buy, style=dim, justify="left"),
+            Cell(sell, style=dim, justify="left"),
+            Cell(signed(s.gross_bps, 2), style=dim, sort_key=s.gross_bps),
             Cell(age(now_ns - s.since_ns), style=dim),
         )
 
