@@ -52,6 +52,7 @@ class ArbApp(App[None]):
         self.engine_error: BaseException | None = None
         self.engine_started = asyncio.Event()
         self.flushes = 0
+        self._flush_requested = False
         self._main = MainScreen(self)
 
     def on_mount(self) -> None:
@@ -72,6 +73,17 @@ class ArbApp(App[None]):
         assert error is not None
         self.engine_error = error
         self.push_screen(EngineErrorScreen(error))
+
+    def request_flush(self) -> None:
+        """Flush as soon as the current message is handled: an operator's key shows at once instead
+        of waiting up to one refresh period (coalesced: many requests, one flush)."""
+        if not self._flush_requested:
+            self._flush_requested = True
+            self.call_later(self._requested_flush)
+
+    async def _requested_flush(self) -> None:
+        self._flush_requested = False
+        await self.flush()
 
     async def flush(self) -> None:
         """Redraw what changed since the last flush, in one batch."""

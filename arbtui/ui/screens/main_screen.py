@@ -133,6 +133,7 @@ class MainScreen(Screen[None]):
 
     # --- actions -------------------------------------------------------------------------------
     def action_confirm(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         spread = self.selected_spread()
         if spread is None or spread.opportunity_id is None:
             self.notify("Nothing to confirm: the selected spread does not pay.", severity="warning")
@@ -157,6 +158,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(result, self._arb.engine.instruments), answered)
 
     def action_simulate(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         spread = self.selected_spread()
         if spread is None:
             return
@@ -165,11 +167,13 @@ class MainScreen(Screen[None]):
             self.app.push_screen(SimulationScreen(result, self._arb.engine.instruments))
 
     def action_abort(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         pid = self.selected_pair()
         if pid is not None and self._arb.engine.abort(pid):
             self._arb.bridge.note_local(f"abort requested for {pid}: cancel what rests, unwind what filled")
 
     def action_kill(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         def answered(yes: bool | None) -> None:
             if yes:
                 self._arb.engine.kill()
@@ -185,9 +189,11 @@ class MainScreen(Screen[None]):
         )
 
     def action_resume(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         self._arb.engine.resume()
 
     def action_toggle_armed(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         engine = self._arb.engine
         if engine.executor.armed:
             engine.set_armed(False)
@@ -212,13 +218,16 @@ class MainScreen(Screen[None]):
         )
 
     def action_toggle_pause(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         engine = self._arb.engine
         engine.set_detection_paused(not engine.detection_paused)
 
     def action_next_pane(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         self._focus_pane((self._pane + 1) % len(PANES))
 
     def action_previous_pane(self) -> None:
+        self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         self._focus_pane((self._pane - 1) % len(PANES))
 
     def _focus_pane(self, index: int) -> None:
