@@ -35,10 +35,12 @@ def simulation_summary(result: SimulationResult) -> Text:
     text = Text()
     text.append("Fees ", style="bold")
     text.append(fixed(result.fees, 2))
-    text.append("    Expected PnL ", style="bold")
+    text.append("    PnL at the current books ", style="bold")
     text.append(signed(result.expected_pnl, 2), style="bold green" if result.expected_pnl > 0 else "bold red")
-    text.append("    Net ", style="bold")
-    text.append(f"{result.spread.net_bps:+} bp")
+    text.append("    after the slippage buffer ", style="bold")
+    after = result.spread.expected_pnl
+    text.append(signed(after, 2), style="bold green" if after > 0 else "bold red")
+    text.append(f" ({result.spread.net_bps:+} bp net)")
     text.append("\nWorst case if one leg fails and the other is unwound at the opposite side now: ", style="bold")
     text.append(signed(result.worst_case, 2), style="bold red" if result.worst_case < 0 else "")
     text.append(
