@@ -27,7 +27,8 @@ class SimulationScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         r = self.result
         with Vertical(id="simulation-box", classes="modal-box"):
-            yield Static(f"Simulation of {r.opportunity_id}: {r.spread.key} (nothing sent)", classes="modal-title")
+            label = f"{r.spread.opportunity_id}: {r.spread.key}" if r.spread.opportunity_id else r.spread.key
+            yield Static(f"Simulation of {label} (nothing sent)", classes="modal-title")
             yield Static(simulation_table(r, self._instruments))
             yield Static(simulation_summary(r))
             yield Static("Walks the current books for each leg. esc closes.", classes="modal-help")
