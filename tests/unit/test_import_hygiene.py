@@ -18,6 +18,7 @@ ENGINE_MODULES = [
     "arbtui.headless",
     "arbtui.venues.simulated",
     "arbtui.venues.sim_remote",
+    "arbtui.venues.kraken_book",
     "arbtui.sim.market",
     "arbtui.sim.server",
 ]

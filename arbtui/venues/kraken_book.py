@@ -1,0 +1,164 @@
+"""Kraken WebSocket v2 ``book`` channel: parse frames, keep the books, verify every checksum.
+
+Rules (Kraken's book guide, VENUES.md section 1.3-1.4):
+
+- ``qty`` is the absolute size at a price; 0 deletes the level; all levels of a frame are applied in
+  order (a later entry for the same price wins) before the checksum is computed;
+- after every frame the book is truncated to the subscribed depth (Kraken sends no deletes for
+  levels that fall out of scope);
+- the CRC32 covers the top 10 asks (low to high) then the top 10 bids (high to low), each level as
+  ``price_token + qty_token``, a token being the value rendered at the instrument's precision with
+  the ``.`` removed and leading zeros stripped. Prices and sizes arrive as JSON numbers that lose
+  trailing zeros, hence the rendering at the precision, never ``repr``;
+- the snapshot carries a checksum too, and is verified like every update;
+- a mismatch means the local book is wrong: the caller resubscribes for a fresh snapshot.
+
+Values go through ``Decimal(repr(float))``: the shortest repr of a JSON number is its wire text.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from arbtui.domain.book import Level, OrderBook
+from arbtui.domain.money import to_wire
+
+CHECKSUM_LEVELS = 10
+
+
+class MalformedFrame(ValueError):
+    """A frame that cannot be understood; it is counted and skipped, never applied in part."""
+
+
+def checksum_token(value: Decimal, precision: int) -> str:
+    return to_wire(value.quantize(Decimal(1).scaleb(-precision)), precision).replace(".", "").lstrip("0")
+
+
+def book_checksum(book: OrderBook, price_precision: int, qty_precision: int) -> int:
+    parts: list[str] = []
+    for price, qty in book.asks.top(CHECKSUM_LEVELS):
+        parts.append(checksum_token(price, price_precision) + checksum_token(qty, qty_precision))
+    for price, qty in book.bids.top(CHECKSUM_LEVELS):
+        parts.append(checksum_token(price, price_precision) + checksum_token(qty, qty_precision))
+    return zlib.crc32("".join(parts).encode("ascii"))
+
+
+@dataclass(frozen=True, slots=True)
+class BookFrame:
+    symbol: str
+    snapshot: bool
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    checksum: int | None
+
+
+def _levels(raw: Any, where: str) -> tuple[Level, ...]:
+    if not isinstance(raw, list):
+        raise MalformedFrame(f"{where}: expected a list of levels")
+    out = []
+    for level in raw:
+        try:
+            price, qty = level["price"], level["qty"]
+        except (TypeError, KeyError):
+            raise MalformedFrame(f"{where}: a level without price and qty") from None
+        if (
+            isinstance(price, bool)
+            or isinstance(qty, bool)
+            or not isinstance(price, (int, float, str))
+            or not isinstance(qty, (int, float, str))
+        ):
+            raise MalformedFrame(f"{where}: price and qty must be numbers")
+        p = Decimal(repr(price)) if isinstance(price, float) else Decimal(str(price))
+        q = Decimal(repr(qty)) if isinstance(qty, float) else Decimal(str(qty))
+        if not p.is_finite() or not q.is_finite() or p <= 0 or q < 0:
+            raise MalformedFrame(f"{where}: impossible level {price}/{qty}")
+        out.append((p, q))
+    return tuple(out)
+
+
+def parse_frame(raw: str | bytes) -> BookFrame | str | None:
+    """A ``book`` frame, or the channel name of another frame ("heartbeat", "status", ...), or None
+    for a method reply (subscribe acks). Raises :class:`MalformedFrame`."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame(f"not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise MalformedFrame("not a JSON object")
+    if "method" in msg:
+        return None
+    channel = msg.get("channel")
+    if not isinstance(channel, str):
+        raise MalformedFrame("no channel")
+    if channel != "book":
+        return channel
+    kind = msg.get("type")
+    data = msg.get("data")
+    if (
+        kind not in ("snapshot", "update")
+        or not isinstance(data, list)
+        or len(data) != 1
+        or not isinstance(data[0], dict)
+    ):
+        raise MalformedFrame("book frame without a type or a single data element")
+    d = data[0]
+    symbol = d.get("symbol")
+    if not isinstance(symbol, str):
+        raise MalformedFrame("book frame without a symbol")
+    checksum = d.get("checksum")
+    if checksum is not None and (isinstance(checksum, bool) or not isinstance(checksum, int)):
+        raise MalformedFrame("checksum is not an integer")
+    return BookFrame(
+        symbol, kind == "snapshot", _levels(d.get("bids", []), "bids"), _levels(d.get("asks", []), "asks"), checksum
+    )
+
+
+@dataclass
+class KrakenBooks:
+    """The books of one Kraken book subscription, verified frame by frame."""
+
+    depth: int
+    precision: dict[str, tuple[int, int]]  # symbol -> (price_precision, qty_precision)
+    books: dict[str, OrderBook] = field(default_factory=dict)
+    frames: int = 0
+    malformed: int = 0
+    checksum_failures: int = 0
+    needs_resync: set[str] = field(default_factory=set)
+
+    def on_raw(self, raw: str | bytes, ts_ns: int) -> str | None:
+        """Apply one raw frame; returns the symbol whose book changed (and verified), else None."""
+        self.frames += 1
+        try:
+            frame = parse_frame(raw)
+        except MalformedFrame:
+            self.malformed += 1
+            return None
+        if not isinstance(frame, BookFrame):
+            return None
+        precision = self.precision.get(frame.symbol)
+        if precision is None:
+            self.malformed += 1
+            return None
+        if frame.symbol in self.needs_resync and not frame.snapshot:
+            return None  # waiting for the fresh snapshot; updates on a wrong book are useless
+        book = self.books.get(frame.symbol)
+        if book is None:
+            if not frame.snapshot:
+                self.malformed += 1
+                return None
+            book = self.books[frame.symbol] = OrderBook(depth=self.depth)
+        if frame.snapshot:
+            book.apply_snapshot(frame.bids, frame.asks, ts_ns)
+        else:
+            book.apply_update(frame.bids, frame.asks, ts_ns)
+        if frame.checksum is not None and book_checksum(book, *precision) != frame.checksum:
+            self.checksum_failures += 1
+            self.needs_resync.add(frame.symbol)
+            return None
+        self.needs_resync.discard(frame.symbol)
+        return frame.symbol
