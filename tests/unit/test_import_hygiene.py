@@ -19,6 +19,7 @@ ENGINE_MODULES = [
     "arbtui.venues.simulated",
     "arbtui.venues.sim_remote",
     "arbtui.venues.kraken_book",
+    "arbtui.venues.coinbase_book",
     "arbtui.sim.market",
     "arbtui.sim.server",
 ]

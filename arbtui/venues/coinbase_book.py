@@ -1,0 +1,137 @@
+"""Coinbase Advanced Trade WebSocket ``level2`` (channel ``l2_data``): parse, keep books, detect gaps.
+
+Rules (VENUES.md section 3.2-3.3):
+
+- ``new_quantity`` is the absolute size at ``price_level`` (strings); ``"0"`` removes the level;
+- ``side`` is ``"bid"`` or ``"offer"`` (anything but ``bid`` is the ask side);
+- one message may carry several events (one per product); a ``snapshot`` replaces the book;
+- level2 has no checksum: the envelope ``sequence_num`` is the only integrity check. It counts every
+  message on the connection (all channels), so a jump of more than one means messages were dropped:
+  every book on the connection is discarded and must be resubscribed for fresh snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from arbtui.domain.book import Level, OrderBook
+
+
+class MalformedFrame(ValueError):
+    """A message that cannot be understood; counted and skipped, never applied in part."""
+
+
+@dataclass(frozen=True, slots=True)
+class L2Event:
+    product: str
+    snapshot: bool
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    channel: str
+    sequence: int
+    events: tuple[L2Event, ...]  # empty for other channels
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if not isinstance(value, str):
+        raise MalformedFrame(f"{what} must be a decimal string")
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise MalformedFrame(f"{what} is not a number: {value!r}") from None
+    if not d.is_finite() or d < 0:
+        raise MalformedFrame(f"{what} is impossible: {value!r}")
+    return d
+
+
+def parse_message(raw: str | bytes) -> Envelope:
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame(f"not JSON: {exc}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("channel"), str):
+        raise MalformedFrame("no channel")
+    seq = msg.get("sequence_num")
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise MalformedFrame("no integer sequence_num")
+    if msg["channel"] != "l2_data":
+        return Envelope(msg["channel"], seq, ())
+    events = msg.get("events")
+    if not isinstance(events, list):
+        raise MalformedFrame("l2_data without events")
+    out = []
+    for ev in events:
+        if not isinstance(ev, dict) or ev.get("type") not in ("snapshot", "update"):
+            raise MalformedFrame("event without a snapshot/update type")
+        product = ev.get("product_id")
+        updates = ev.get("updates")
+        if not isinstance(product, str) or not isinstance(updates, list):
+            raise MalformedFrame("event without product_id or updates")
+        bids: list[Level] = []
+        asks: list[Level] = []
+        for u in updates:
+            if not isinstance(u, dict):
+                raise MalformedFrame("an update is not an object")
+            price = _decimal(u.get("price_level"), "price_level")
+            qty = _decimal(u.get("new_quantity"), "new_quantity")
+            if price == 0:
+                raise MalformedFrame("price_level 0")
+            (bids if u.get("side") == "bid" else asks).append((price, qty))
+        out.append(L2Event(product, ev["type"] == "snapshot", tuple(bids), tuple(asks)))
+    return Envelope("l2_data", seq, tuple(out))
+
+
+@dataclass
+class CoinbaseBooks:
+    """The level2 books of one connection, with gap detection on the envelope sequence."""
+
+    products: set[str]
+    depth: int | None = None
+    books: dict[str, OrderBook] = field(default_factory=dict)
+    last_sequence: int | None = None
+    frames: int = 0
+    malformed: int = 0
+    gaps: int = 0
+    needs_resync: set[str] = field(default_factory=set)
+
+    def on_raw(self, raw: str | bytes, ts_ns: int) -> list[str]:
+        """Apply one message; returns the products whose book changed."""
+        self.frames += 1
+        try:
+            env = parse_message(raw)
+        except MalformedFrame:
+            self.malformed += 1
+            return []
+        if self.last_sequence is not None and env.sequence > self.last_sequence + 1:
+            # Messages were dropped: no book on this connection can be trusted any more.
+            self.gaps += 1
+            self.books.clear()
+            self.needs_resync |= self.products
+        self.last_sequence = env.sequence
+        changed = []
+        for ev in env.events:
+            if ev.product not in self.products:
+                continue
+            book = self.books.get(ev.product)
+            if ev.snapshot:
+                book = self.books[ev.product] = OrderBook(depth=self.depth)
+                book.apply_snapshot(ev.bids, ev.asks, ts_ns)
+                self.needs_resync.discard(ev.product)
+            elif book is None:
+                continue  # an update before its snapshot (or after a gap): wait for the snapshot
+            else:
+                book.apply_update(ev.bids, ev.asks, ts_ns)
+            changed.append(ev.product)
+        return changed
+
+    def reset_connection(self) -> None:
+        """A new connection starts its own sequence."""
+        self.last_sequence = None
