@@ -240,8 +240,6 @@ class Detector:
             quantity = max(min_size, lot, floor_to_step(min(b1[1], b2[1], spec.max_quantity), lot))
         c1 = _walk_cost(side1, quantity, spec.first.fees)
         c2 = _walk_cost(side2, quantity, spec.second.fees)
-        if c1.worst is None or c2.worst is None:
-            return None
         if c1.quantity < quantity or c2.quantity < quantity:  # the touch is thinner than one lot pair
             quantity = min(c1.quantity, c2.quantity)
             if quantity <= 0:
@@ -249,6 +247,12 @@ class Detector:
             c1 = _walk_cost(side1, quantity, spec.first.fees)
             c2 = _walk_cost(side2, quantity, spec.second.fees)
         if c1.worst is None or c2.worst is None:
+            return None
+        if not touch:
+            quantity, c1, c2 = self._fit_budget(spec, side1, side2, quantity, c1, c2, lot, min_size)
+            if quantity <= 0:
+                return None
+        if c1.worst is None or c2.worst is None:  # for the type checker: fit_budget keeps the worst levels
             return None
         slippage = slip * (c1.notional + c2.notional)
         fees = c1.fee + c2.fee
@@ -349,6 +353,40 @@ class Detector:
             oid,
             since,
         )
+
+    def _fit_budget(
+        self,
+        spec: _PairSpec,
+        side1: BookSide,
+        side2: BookSide,
+        quantity: Decimal,
+        c1: _LegCost,
+        c2: _LegCost,
+        lot: Decimal,
+        min_size: Decimal,
+    ) -> tuple[Decimal, _LegCost, _LegCost]:
+        """Shrink the size until each venue can pay for it at the legs' limit prices, fees included:
+        an IOC at the worst level is what the venue reserves, not the VWAP the walk used."""
+        for _ in range(4):
+            assert c1.worst is not None and c2.worst is not None
+            per_unit1 = c1.worst + spec.first.fees.taker_fee_per_unit(c1.worst)
+            budget1 = self._balances(spec.first.venue, spec.first.asset)
+            if spec.second.side is Side.BUY:
+                per_unit2 = c2.worst + spec.second.fees.taker_fee_per_unit(c2.worst)
+                if spec.first.venue == spec.second.venue and spec.first.asset == spec.second.asset:
+                    cap = budget1 / (per_unit1 + per_unit2)
+                else:
+                    cap = min(budget1 / per_unit1, self._balances(spec.second.venue, spec.second.asset) / per_unit2)
+            else:
+                cap = min(budget1 / per_unit1, self._balances(spec.second.venue, spec.second.asset))
+            if quantity <= cap:
+                return quantity, c1, c2
+            quantity = floor_to_step(cap, lot)
+            if quantity < min_size or quantity <= 0:
+                return ZERO, c1, c2
+            c1 = _walk_cost(side1, quantity, spec.first.fees)
+            c2 = _walk_cost(side2, quantity, spec.second.fees)
+        return quantity, c1, c2
 
     def _blocked(self, book1: OrderBook, book2: OrderBook, now_ns: int) -> str:
         for book in (book1, book2):

@@ -123,6 +123,7 @@ class Engine:
         self._stopped.clear()
         await self.journal.open(self.clock.now_ns(), __version__, self.mode)
         self._journal_open = True
+        await self.executor.load()
         self._emit(EngineStarted(self.clock.now_ns(), self.mode, tuple(self.venues)))
         for venue in self.venues.values():
             self._set_status(venue.name, VenueStatus.CONNECTING, "")

@@ -157,6 +157,7 @@ class _Pair:
     reason: str | None = None
     resolved: bool = False
     abort_requested: bool = False
+    intent_written: bool = False
     task: asyncio.Task[None] | None = None
     confirm_wall_ns: int = 0  # perf_counter at confirm() (latency figures only, never logic)
 
@@ -247,22 +248,36 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._blocked_from_journal: dict[str, str] = {}  # unresolved BROKEN pairs of earlier runs
         self._earlier_realized: tuple[int, Decimal] = (0, ZERO)
+        self.ready = False  # confirms are refused until start() has run
 
     # --- lifecycle -----------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Load the journal's state and reconcile pairs left unfinished by an earlier run."""
+    async def load(self) -> None:
+        """Load the journal's state (pair sequence, blocked markets, today's realized PnL). Runs
+        before any venue connects, so no confirm can use a stale sequence or skip a limit."""
         self._next_seq = await self._journal.next_pair_seq()
         day_start = self._clock.now_ns() // DAY_NS * DAY_NS
         self._earlier_realized = (day_start, await self._journal.realized_since(day_start))
+        for pair_id, group in await self._journal.blocked_markets():
+            # An older BROKEN pair, still unresolved: keep its market blocked.
+            self._blocked_from_journal[pair_id] = group
         for stored in await self._journal.unfinished_pairs():
-            pair = self._restore(stored)
+            try:
+                pair = self._restore(stored)
+            except (KeyError, IndexError, ValueError, ArithmeticError) as exc:
+                # A row the engine cannot rebuild must not stop it from starting: block the market.
+                log.error("cannot restore pair %s from the journal: %s", stored.row.get("pair_id"), exc)
+                self._blocked_from_journal[str(stored.row.get("pair_id"))] = str(stored.row.get("grp"))
+                continue
             # Unfinished pairs have no realized PnL in the journal yet: they count here once final.
             self.pairs[pair.pair_id] = pair
-            self._spawn(self._reconcile(pair), f"reconcile-{pair.pair_id}")
-        for pair_id, group in await self._journal.blocked_markets():
-            if pair_id not in self.pairs:
-                # An older BROKEN pair, still unresolved: keep its market blocked.
-                self._blocked_from_journal[pair_id] = group
+
+    async def start(self) -> None:
+        """After the venues connect: reconcile pairs left unfinished by an earlier run, then accept
+        confirms."""
+        for pair in list(self.pairs.values()):
+            if not pair.state.is_terminal and pair.task is None:
+                pair.task = self._spawn(self._reconcile(pair), f"reconcile-{pair.pair_id}")
+        self.ready = True
 
     async def cancel_all(self) -> None:
         """Stop every pair task where it is (the journal keeps their state for reconciliation).
@@ -426,6 +441,7 @@ class Executor:
     async def _run(self, pair: _Pair) -> None:
         try:
             await self._journal.record_intent(pair.view(), pair.seq, pair.spread.kind.value, self._clock.now_ns())
+            pair.intent_written = True
             if pair.abort_requested:
                 await self._transition(pair, "abort", reason="aborted before dispatch")
                 return
@@ -523,7 +539,7 @@ class Executor:
                 await self._cancel(leg, query_after=False)
                 if leg.state.is_terminal:
                     return
-        if not_found:
+        if not_found and leg.state is LegState.UNKNOWN:
             leg.reason = "the venue never received it"
             await self._leg_transition(leg, "not_found")
         elif not leg.state.is_terminal:
@@ -543,7 +559,18 @@ class Executor:
             await self._query_until_known(leg)
 
     async def _apply(self, leg: _Leg, report: OrderReport) -> None:
-        """Apply a venue report: fills (never lost), then the state the venue says."""
+        """Apply a venue report: fills (never lost), then the state the venue says.
+
+        A report about a leg already final, or older than what is known (fewer fills), changes
+        nothing: two answers can race (a cancel and a status query), and the later one may be stale.
+        """
+        if leg.state.is_terminal or report.filled_quantity < leg.filled:
+            log.info(
+                "ignoring a stale report for %s (%s, filled %s)", leg.cid, report.status.value, report.filled_quantity
+            )
+            return
+        if REPORT_TRIGGER[report.status] == "ack" and leg.state is LegState.PARTIALLY_FILLED:
+            return
         leg.filled = report.filled_quantity
         leg.notional = (report.average_price or ZERO) * report.filled_quantity
         leg.fee = report.fee
@@ -610,6 +637,10 @@ class Executor:
         await self._transition(pair, "complete_missing", reason=f"sending the missing {missing} on {plan.venue}")
         await self._journal.record_leg(leg.view(), leg.idx, leg.target, self._clock.now_ns(), "intent", None)
         await self._send(pair, leg)
+        if not leg.state.is_terminal:
+            # It may have filled: sending an unwind now could create the opposite position.
+            await self._broken(pair, "the completion's outcome is unknown after every status query")
+            return True
         if pair.effective(0) == pair.effective(1):
             await self._finish(pair, "balanced")
             return True
@@ -622,6 +653,8 @@ class Executor:
         backoff = self._ex.unwind_backoff_ms * NS_PER_MS
         band = self._ex.unwind_band_bps / BPS
         for attempt in range(self._ex.unwind_attempts):
+            if any(not leg.state.is_terminal for leg in pair.legs):
+                break  # a leg's outcome is unknown: the position is unknown, so nothing more is sent
             q0, q1 = pair.effective(0), pair.effective(1)
             if q0 == q1:
                 break
@@ -674,8 +707,10 @@ class Executor:
                 if slip is not None:
                     self.analytics.slippage_bps.append(slip)
         self.analytics.realized_pnl += pair.realized_pnl
-        await self._transition(pair, trigger)
+        # Refresh the cached balances while the pair still holds its reservation, so no confirm in
+        # between sees the funds twice (reserved and not yet spent in the cache) or not at all.
         await self._after_terminal(pair)
+        await self._transition(pair, trigger)
 
     async def _broken(self, pair: _Pair, reason: str) -> None:
         exposures = []
@@ -696,11 +731,18 @@ class Executor:
                     exposures.append(Exposure(entry.request.venue, entry.request.market, entry.request.side, qty))
         pair.exposure = tuple(exposures)
         trigger = "exhausted" if pair.state is PairState.UNWINDING else "outcome_unknown"
-        await self._transition(pair, trigger, reason=reason)
         await self._after_terminal(pair)
+        await self._transition(pair, trigger, reason=reason)
 
     async def _fail(self, pair: _Pair, exc: BaseException) -> None:
         if pair.state.is_terminal:
+            return
+        if not pair.intent_written:
+            # Nothing was sent and nothing of this pair is in the journal: do not write over it.
+            previous = pair.state
+            pair.state = PairState.ABORTED
+            pair.reason = f"not sent: the journal refused the intent ({exc})"
+            self._emit(PairStateChanged(self._clock.now_ns(), pair.view(), previous))
             return
         pair.reason = f"internal error: {exc}"
         try:
@@ -768,7 +810,15 @@ class Executor:
             row["opportunity_id"],
             row["created_ns"],
         )
-        pair = _Pair(row["pair_id"], row["seq"], spread, PairState(row["state"]), row["created_ns"], row["created_ns"])
+        pair = _Pair(
+            row["pair_id"],
+            row["seq"],
+            spread,
+            PairState(row["state"]),
+            row["created_ns"],
+            row["created_ns"],
+            intent_written=True,
+        )
         for r in legs_rows:
             req = OrderRequest(
                 r["client_order_id"],
@@ -825,9 +875,8 @@ class Executor:
             if q0 == q1 == 0:
                 await self._transition(pair, "nothing_filled", reason="reconciled: nothing filled")
             elif q0 == q1:
-                await self._transition(pair, "balanced", reason="reconciled: both legs filled")
-                pair.realized_pnl = self._realized(pair)
-                await self._after_terminal(pair)
+                pair.reason = "reconciled: both legs filled"
+                await self._finish(pair, "balanced")
             else:
                 await self._transition(pair, "imbalanced", reason=f"reconciled: filled {q0} vs {q1}")
                 await self._unwind(pair)
@@ -841,6 +890,8 @@ class Executor:
         return self._check(spread)
 
     def _check(self, spread: Spread | None) -> Refusal | None:
+        if not self.ready:
+            return Refusal("STARTING", "the engine is still loading its journal and connecting venues")
         return check_pair(
             spread,
             self._cfg.risk,

@@ -86,9 +86,18 @@ class Journal:
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
-            assert self._conn is not None, "journal is not open"
-            with self._conn:  # one transaction, committed on success
-                return fn(self._conn)
+            conn = self._conn
+            assert conn is not None, "journal is not open"
+            # One explicit transaction per call (the connection is in autocommit mode, where
+            # ``with conn:`` would open none): a crash mid-call leaves nothing of it behind.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
 
         if self._idle is None:
             self._idle = asyncio.Event()

@@ -15,6 +15,7 @@ failure wins:
 - ``EXPOSURE_VENUE`` / ``EXPOSURE_MARKET``: open exposure would exceed its limit.
 - ``MAX_IN_FLIGHT``: too many pairs not yet final.
 - ``DAILY_LOSS``: today's realized loss has reached ``risk.daily_loss_limit``.
+- ``STARTING``: the engine has not finished loading its journal (checked by the executor).
 - ``DUPLICATE``: a pair for this same spread is still in flight (a second confirm is a misfire;
   checked last, so a limit that binds anyway is the reason shown).
 """
@@ -103,15 +104,23 @@ def check_pair(
         free = balance(venue, asset) - state.reserved.get((venue, asset), ZERO)
         if free < amount:
             return Refusal("BALANCE", f"{venue} has {free} {asset} free, the leg needs {amount:.8f}")
+    # Both legs count together: a cross-venue pair puts two legs in one market, a complement two
+    # legs on one venue.
+    new_by_venue: dict[str, Decimal] = {}
+    new_by_market: dict[str, Decimal] = {}
     for leg in spread.legs:
         notional = leg.quantity * leg.limit_price
-        if state.exposure_by_venue.get(leg.venue, ZERO) + notional > risk.max_open_exposure_per_venue:
+        new_by_venue[leg.venue] = new_by_venue.get(leg.venue, ZERO) + notional
+        new_by_market[leg.market] = new_by_market.get(leg.market, ZERO) + notional
+    for venue, notional in new_by_venue.items():
+        if state.exposure_by_venue.get(venue, ZERO) + notional > risk.max_open_exposure_per_venue:
             return Refusal(
-                "EXPOSURE_VENUE", f"open exposure on {leg.venue} would exceed {risk.max_open_exposure_per_venue}"
+                "EXPOSURE_VENUE", f"open exposure on {venue} would exceed {risk.max_open_exposure_per_venue}"
             )
-        if state.exposure_by_market.get(leg.market, ZERO) + notional > risk.max_open_exposure_per_market:
+    for market, notional in new_by_market.items():
+        if state.exposure_by_market.get(market, ZERO) + notional > risk.max_open_exposure_per_market:
             return Refusal(
-                "EXPOSURE_MARKET", f"open exposure on {leg.market} would exceed {risk.max_open_exposure_per_market}"
+                "EXPOSURE_MARKET", f"open exposure on {market} would exceed {risk.max_open_exposure_per_market}"
             )
     if state.pairs_in_flight >= risk.max_pairs_in_flight:
         return Refusal("MAX_IN_FLIGHT", f"{state.pairs_in_flight} pairs in flight (limit {risk.max_pairs_in_flight})")

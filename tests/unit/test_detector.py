@@ -354,19 +354,21 @@ def test_complement_buys_equal_shares_of_yes_and_no_for_less_than_the_payout() -
 def test_complement_shares_one_budget_across_both_legs() -> None:
     h = complement({("P", "USDC"): D("100")})
     s = h.evaluate()[COMPLEMENT].spread
-    # 100 USDC for both legs, fees included:
-    #   shares 0-50:   50 * (0.4024 + 0.552475) = 47.74375, 52.25625 left
-    #   shares 50-100: 50 * (0.4024 + 0.572451) = 48.74255, 3.5137 left
-    #   then 3.5137 / (0.422436 + 0.572451) = 3.5317.. shares more: 103.5317.. -> lot 0.01 -> 103.53
-    assert s.quantity == D("103.53")
+    # 100 USDC for both legs, fees included, at the LIMIT prices (what an IOC at the worst level
+    # needs the venue to hold), not at the VWAP:
+    #   the walk reaches 103.53 shares (YES worst 0.42, NO worst 0.57);
+    #   per share at the limits: (0.42 + 0.002436) + (0.57 + 0.002451) = 0.994887
+    #   100 / 0.994887 = 100.5139.. -> lot 0.01 -> 100.51 (still YES 0.42 / NO 0.57 as the worst levels)
+    assert s.quantity == D("100.51")
     yes, no = s.legs
-    # YES 100 * 0.40 + 3.53 * 0.42 = 41.4826; fee 0.24 + 3.53 * 0.002436 = 0.24859908
-    # NO  50 * 0.55 + 53.53 * 0.57 = 58.0121; fee 0.12375 + 53.53 * 0.002451 = 0.25495203
-    assert (yes.fee, no.fee) == (D("0.24859908"), D("0.25495203"))
-    spent = yes.vwap * s.quantity + no.vwap * s.quantity + yes.fee + no.fee
-    assert spent <= D("100")
-    # gross 103.53 - (41.4826 + 58.0121) = 4.0353; pnl 4.0353 - 0.50355111 = 3.53174889
-    assert s.expected_pnl == D("3.53174889")
+    assert (yes.limit_price, no.limit_price) == (D("0.42"), D("0.57"))
+    # YES 100 * 0.40 + 0.51 * 0.42 = 40.2142; fee 0.24 + 0.51 * 0.002436 = 0.24124236
+    # NO  50 * 0.55 + 50.51 * 0.57 = 56.2907; fee 0.12375 + 50.51 * 0.002451 = 0.24755001
+    assert (yes.fee, no.fee) == (D("0.24124236"), D("0.24755001"))
+    at_limits = s.quantity * (yes.limit_price + no.limit_price) + s.quantity * (D("0.002436") + D("0.002451"))
+    assert at_limits <= D("100")
+    # gross 100.51 - (40.2142 + 56.2907) = 4.0051; pnl 4.0051 - 0.48879237 = 3.51630763
+    assert s.expected_pnl == D("3.51630763")
 
 
 def test_complement_that_costs_more_than_the_payout_does_not_pay() -> None:

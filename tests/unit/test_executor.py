@@ -1242,3 +1242,31 @@ async def test_confirming_the_same_spread_twice_is_refused_as_a_duplicate(start:
     assert list(run.engine.executor.pairs) == [first]
     view = await run.settle(first)
     assert view.state.is_terminal
+
+
+def test_exposure_limits_count_both_legs_of_a_pair() -> None:
+    """Both legs of a cross-venue pair sit in one market: the market limit sees their sum."""
+    from arbtui.config import RiskConfig
+    from arbtui.domain.book import OrderBook
+    from arbtui.domain.events import LegPlan, Spread, SpreadKind
+    from arbtui.domain.fees import FeeSchedule
+    from arbtui.engine.risk import RiskState, check_pair
+
+    book = OrderBook(depth=10)
+    book.apply_snapshot([(D("99"), D("10"))], [(D("100"), D("10"))], 0)
+    legs = (LegPlan("A", "X-USD", Side.BUY, D("1"), D("100"), D("100"), D("0")),
+            LegPlan("B", "X-USD", Side.SELL, D("1"), D("101"), D("101"), D("0")))
+    spread = Spread("X-USD A>B", SpreadKind.CROSS_VENUE, "X-USD", legs, D("1"), D("100"), D("100"), D("0"),
+                    D("0"), D("1"), "O-1", 0)
+    state = RiskState(0, False, frozenset(), frozenset(), {}, {}, {}, 0, D("0"))
+
+    def check(limit: str) -> str | None:
+        risk = RiskConfig(max_notional=D("1000"), max_open_exposure_per_venue=D("1000"),
+                          max_open_exposure_per_market=D(limit), max_book_age_ms=1000)
+        refusal = check_pair(spread, risk, D("0"), state, lambda v, m: book, lambda v, a: D("1000000"),
+                             lambda v: FeeSchedule(D("0"), D("0")), lambda m: ("X", "USD"))
+        return None if refusal is None else refusal.code
+
+    # Each leg alone (100, 101) is under 150; together (201) they are not.
+    assert check("150") == "EXPOSURE_MARKET"
+    assert check("201") is None
