@@ -20,6 +20,7 @@ ENGINE_MODULES = [
     "arbtui.venues.sim_remote",
     "arbtui.venues.kraken_book",
     "arbtui.venues.coinbase_book",
+    "arbtui.venues.polymarket_book",
     "arbtui.sim.market",
     "arbtui.sim.server",
 ]
