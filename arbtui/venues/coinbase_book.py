@@ -13,16 +13,11 @@ Rules (VENUES.md section 3.2-3.3):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import orjson
 
 from arbtui.domain.book import Level, OrderBook
-
-
-class MalformedFrame(ValueError):
-    """A message that cannot be understood; counted and skipped, never applied in part."""
+from arbtui.venues.wire import MalformedFrame, decimal_string
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +33,6 @@ class Envelope:
     channel: str
     sequence: int
     events: tuple[L2Event, ...]  # empty for other channels
-
-
-def _decimal(value: Any, what: str) -> Decimal:
-    if not isinstance(value, str):
-        raise MalformedFrame(f"{what} must be a decimal string")
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise MalformedFrame(f"{what} is not a number: {value!r}") from None
-    if not d.is_finite() or d < 0:
-        raise MalformedFrame(f"{what} is impossible: {value!r}")
-    return d
 
 
 def parse_message(raw: str | bytes) -> Envelope:
@@ -80,8 +63,8 @@ def parse_message(raw: str | bytes) -> Envelope:
         for u in updates:
             if not isinstance(u, dict):
                 raise MalformedFrame("an update is not an object")
-            price = _decimal(u.get("price_level"), "price_level")
-            qty = _decimal(u.get("new_quantity"), "new_quantity")
+            price = decimal_string(u.get("price_level"), "price_level")
+            qty = decimal_string(u.get("new_quantity"), "new_quantity")
             if price == 0:
                 raise MalformedFrame("price_level 0")
             (bids if u.get("side") == "bid" else asks).append((price, qty))

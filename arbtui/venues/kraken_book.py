@@ -27,12 +27,9 @@ import orjson
 
 from arbtui.domain.book import Level, OrderBook
 from arbtui.domain.money import to_wire
+from arbtui.venues.wire import MalformedFrame
 
 CHECKSUM_LEVELS = 10
-
-
-class MalformedFrame(ValueError):
-    """A frame that cannot be understood; it is counted and skipped, never applied in part."""
 
 
 def checksum_token(value: Decimal, precision: int) -> str:

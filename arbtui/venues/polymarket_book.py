@@ -15,28 +15,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from arbtui.domain.book import Level, OrderBook
-
-
-class MalformedFrame(ValueError):
-    """A frame that cannot be understood; counted and skipped, never applied in part."""
-
-
-def _dec(value: Any, what: str) -> Decimal:
-    if not isinstance(value, str):
-        raise MalformedFrame(f"{what} must be a decimal string")
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise MalformedFrame(f"{what} is not a number: {value!r}") from None
-    if not d.is_finite() or d < 0:
-        raise MalformedFrame(f"{what} is impossible: {value!r}")
-    return d
+from arbtui.venues.wire import MalformedFrame, decimal_string
 
 
 def _levels(raw: Any, what: str) -> list[Level]:
@@ -46,7 +31,7 @@ def _levels(raw: Any, what: str) -> list[Level]:
     for lv in raw:
         if not isinstance(lv, dict):
             raise MalformedFrame(f"a {what} level is not an object")
-        out.append((_dec(lv.get("price"), f"{what} price"), _dec(lv.get("size"), f"{what} size")))
+        out.append((decimal_string(lv.get("price"), f"{what} price"), decimal_string(lv.get("size"), f"{what} size")))
     return out
 
 
@@ -105,14 +90,14 @@ class PolymarketBooks:
                     or c.get("side") not in ("BUY", "SELL")
                 ):
                     raise MalformedFrame("a price change without asset_id or side")
-                best_bid = _dec(c["best_bid"], "best_bid") if "best_bid" in c else None
-                best_ask = _dec(c["best_ask"], "best_ask") if "best_ask" in c else None
+                best_bid = decimal_string(c["best_bid"], "best_bid") if "best_bid" in c else None
+                best_ask = decimal_string(c["best_ask"], "best_ask") if "best_ask" in c else None
                 parsed.append(
                     (
                         c["asset_id"],
                         c["side"] == "BUY",
-                        _dec(c.get("price"), "price"),
-                        _dec(c.get("size"), "size"),
+                        decimal_string(c.get("price"), "price"),
+                        decimal_string(c.get("size"), "size"),
                         best_bid,
                         best_ask,
                     )
@@ -122,7 +107,7 @@ class PolymarketBooks:
             asset = ev.get("asset_id")
             if not isinstance(asset, str):
                 raise MalformedFrame("tick_size_change without asset_id")
-            tick = _dec(ev.get("new_tick_size"), "new_tick_size")
+            tick = decimal_string(ev.get("new_tick_size"), "new_tick_size")
             if tick <= 0:
                 raise MalformedFrame("tick size 0")
             return lambda ts: self._tick(asset, tick)

@@ -37,6 +37,7 @@ from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Listing
 from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, OrderStatus
 from arbtui.venues.base import UnknownOrder, VenueError, VenueListener
+from arbtui.venues.wire import MalformedFrame
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ _LOGGED_MALFORMED = 10  # log the first few malformed frames, then every 1000th
 # ----------------------------------------------------------------------------------------------
 # The wire codec (shared with arbtui.sim.server)
 # ----------------------------------------------------------------------------------------------
-
-
-class MalformedFrame(ValueError):
-    """A market data frame that does not follow the wire format."""
 
 
 @dataclass(frozen=True, slots=True)
