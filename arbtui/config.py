@@ -10,6 +10,7 @@ Secrets never live here. Venue keys come from the environment or a secrets file 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,12 +59,36 @@ class SimVenueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RealVenueConfig:
+    """How arbtui connects to a real venue (kind "kraken", "coinbase" or "polymarket")."""
+
+    ws_url: str
+    rest_url: str
+    depth: int = 10  # book levels subscribed (Kraken: 10, 25, 100, 500 or 1000)
+    stale_after_s: Decimal = Decimal("10")  # no frame for this long: the feed is STALE and reconnects
+    live_fees: bool = True  # with keys, the account's fee rates from the venue replace the configured ones
+    paper_balances: Mapping[str, Decimal] = field(default_factory=dict)  # paper mode: starting balances
+    paper_latency_ms: int = 0  # paper mode: simulated order round trip
+    rate_tier: str = "starter"  # Kraken: starter | intermediate | pro (trading counter limits)
+    rate_per_s: Decimal = Decimal("5")  # Coinbase/Polymarket: conservative private request budget per second
+    chain_id: int = 137  # Polymarket: Polygon mainnet (80002 = Amoy testnet)
+    signature_type: int = 0  # Polymarket: 0 EOA, 1 POLY_PROXY, 2 POLY_GNOSIS_SAFE
+    funder: str | None = None  # Polymarket: the address holding the funds (proxy/safe); default the signer
+    neg_risk: bool = False  # Polymarket: the markets are neg-risk (selects the exchange contract)
+
+
+@dataclass(frozen=True, slots=True)
 class VenueConfig:
     name: str
-    kind: str  # "simulated" (in-process) or "remote-sim" (a simulated venue in another process)
+    kind: str  # "simulated" (in-process), "remote-sim" (another process), or a real venue kind
     fees: FeeSchedule
     sim: SimVenueConfig
     url: str | None = None  # remote-sim: the loopback server, e.g. "http://127.0.0.1:8765"
+    real: RealVenueConfig | None = None  # real venue kinds only
+
+    @property
+    def is_real(self) -> bool:
+        return self.real is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +171,12 @@ class UIConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TradingConfig:
+    live: bool = False  # the config's consent to live trading (also needs --live and keys)
+    secrets_file: str | None = None  # where keys are read from (besides the environment); mode 0600
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     mode: str
@@ -156,6 +187,7 @@ class Config:
     risk: RiskConfig
     ui: UIConfig
     execution: ExecutionConfig = ExecutionConfig()
+    trading: TradingConfig = TradingConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -182,8 +214,21 @@ class Config:
         return Instruments(markets, listings)
 
 
-MODES = ("sim",)
-VENUE_KINDS = ("simulated", "remote-sim")
+MODES = ("sim", "paper")
+SIM_KINDS = ("simulated", "remote-sim")
+REAL_KINDS = ("kraken", "coinbase", "polymarket")
+VENUE_KINDS = SIM_KINDS + REAL_KINDS
+DEFAULT_URLS = {
+    "kraken": ("wss://ws.kraken.com/v2", "https://api.kraken.com"),
+    "coinbase": ("wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com"),
+    "polymarket": ("wss://ws-subscriptions-clob.polymarket.com/ws/market", "https://clob.polymarket.com"),
+}
+KRAKEN_DEPTHS = (10, 25, 100, 500, 1000)
+RATE_TIERS = ("starter", "intermediate", "pro")
+# Keys that look like credentials. Secrets come from the environment or the secrets file only.
+_SECRET_KEY = re.compile(
+    r"(secret|passphrase|password|private_?key|api_?key|key_?name|jwt|mnemonic|seed_?phrase)", re.IGNORECASE
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,13 +389,87 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
     )
 
 
+def _endpoint(schemes: tuple[str, str]) -> Callable[[Any, str], str]:
+    """A venue URL: the secure scheme anywhere, the plain one only on loopback (test servers)."""
+    secure, plain = schemes
+
+    def conv(value: Any, _path: str) -> str:
+        if isinstance(value, str):
+            if value.startswith(f"{secure}://") and len(value) > len(secure) + 3:
+                return value.rstrip("/")
+            for host in ("127.0.0.1", "localhost", "[::1]"):
+                if value.startswith(f"{plain}://{host}:") or value.startswith(f"{secure}://{host}:"):
+                    return value.rstrip("/")
+        raise _Bad(
+            f"expected a {secure}:// URL (or {plain}://127.0.0.1:PORT for a loopback test server), got "
+            f"{_describe(value)}"
+        )
+
+    return conv
+
+
+def _read_real_venue(r: _Reader, kind: str, t: Mapping[str, Any], path: str) -> RealVenueConfig:
+    d_ws, d_rest = DEFAULT_URLS[kind]
+    d = RealVenueConfig(d_ws, d_rest)
+    balances: dict[str, Decimal] = {}
+    ppath = _join(path, "paper")
+    pt = r.table(t.get("paper", {}), ppath, {"balances", "latency_ms"})
+    if "balances" in pt:
+        bpath = _join(ppath, "balances")
+        btab = r.table(pt["balances"], bpath, set(pt["balances"]) if isinstance(pt["balances"], dict) else set())
+        for asset in btab:
+            balances[asset] = r.get(btab, bpath, asset, _decimal(min_value=Decimal(0)), Decimal(0))
+    depth = r.get(t, path, "depth", _int(min_value=1, max_value=1000), d.depth)
+    if kind == "kraken" and depth not in KRAKEN_DEPTHS:
+        r.error(_join(path, "depth"), f"expected one of Kraken's book depths {KRAKEN_DEPTHS}, got {depth}")
+    return RealVenueConfig(
+        ws_url=r.get(t, path, "ws_url", _endpoint(("wss", "ws")), d_ws),
+        rest_url=r.get(t, path, "rest_url", _endpoint(("https", "http")), d_rest),
+        depth=depth,
+        stale_after_s=r.get(t, path, "stale_after_s", _decimal(positive=True), d.stale_after_s),
+        live_fees=r.get(t, path, "live_fees", _bool, d.live_fees),
+        paper_balances=balances,
+        paper_latency_ms=r.get(pt, ppath, "latency_ms", _int(min_value=0, max_value=60_000), d.paper_latency_ms),
+        rate_tier=r.get(t, path, "rate_tier", _str(RATE_TIERS), d.rate_tier),
+        rate_per_s=r.get(t, path, "rate_per_s", _decimal(positive=True), d.rate_per_s),
+        chain_id=r.get(t, path, "chain_id", _int(min_value=1), d.chain_id),
+        signature_type=r.get(t, path, "signature_type", _int(min_value=0, max_value=3), d.signature_type),
+        funder=r.get(t, path, "funder", _str(), None),
+        neg_risk=r.get(t, path, "neg_risk", _bool, d.neg_risk),
+    )
+
+
+_REAL_KEYS = {
+    "kraken": {"ws_url", "rest_url", "depth", "stale_after_s", "live_fees", "paper", "rate_tier"},
+    "coinbase": {"ws_url", "rest_url", "depth", "stale_after_s", "live_fees", "paper", "rate_per_s"},
+    "polymarket": {
+        "ws_url",
+        "rest_url",
+        "depth",
+        "stale_after_s",
+        "live_fees",
+        "paper",
+        "rate_per_s",
+        "chain_id",
+        "signature_type",
+        "funder",
+        "neg_risk",
+    },
+}
+
+
 def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | None:
-    t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim", "url"})
+    kind_raw = raw.get("kind", "simulated") if isinstance(raw, dict) else "simulated"
+    extra = _REAL_KEYS.get(kind_raw, set()) if isinstance(kind_raw, str) else set()
+    t = r.table(raw, path, {"kind", "fee_model", "maker_fee", "taker_fee", "sim", "url"} | extra)
     kind = r.get(t, path, "kind", _str(VENUE_KINDS), "simulated")
     model = r.get(t, path, "fee_model", _str(tuple(m.value for m in FeeModel)), FeeModel.NOTIONAL.value)
     maker = r.require(t, path, "maker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0025" for 0.25%')
     taker = r.require(t, path, "taker_fee", _RATE, 'a fee rate between 0 and 1, e.g. "0.0040" for 0.40%')
-    sim = _read_sim_venue(r, t.get("sim", {}), _join(path, "sim"))
+    if kind in REAL_KINDS and "sim" in t:
+        r.error(_join(path, "sim"), f"a {kind} venue is real: it has no [sim] table (paper balances go in [paper])")
+    sim = _read_sim_venue(r, t.get("sim", {}) if kind in SIM_KINDS else {}, _join(path, "sim"))
+    real = _read_real_venue(r, kind, t, path) if kind in REAL_KINDS else None
     url: str | None = None
     if kind == "remote-sim":
         url = r.require(t, path, "url", _loopback_url, "the loopback URL of `python -m arbtui.sim.server`")
@@ -358,7 +477,7 @@ def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | Non
         r.error(_join(path, "url"), 'only allowed when kind = "remote-sim"')
     if maker is None or taker is None:
         return None
-    return VenueConfig(name, kind, FeeSchedule(maker, taker, FeeModel(model)), sim, url)
+    return VenueConfig(name, kind, FeeSchedule(maker, taker, FeeModel(model)), sim, url, real)
 
 
 def _loopback_url(value: Any, _path: str) -> str:
@@ -399,7 +518,9 @@ def _read_listing(r: _Reader, venue: str, raw: Any, path: str, venues: set[str])
     return ListingConfig(venue, symbol, tick, lot, min_size, pp, qp)
 
 
-def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) -> MarketConfig | None:
+def _read_market(
+    r: _Reader, mid: str, raw: Any, path: str, venues: set[str], sim_venues: set[str] | None = None
+) -> MarketConfig | None:
     t = r.table(raw, path, {"kind", "base", "quote", "event", "outcome", "max_quantity", "venues", "sim"})
     kind = MarketKind(r.get(t, path, "kind", _str(tuple(k.value for k in MarketKind)), "spot"))
     base = r.require(t, path, "base", _str(), 'the base asset, e.g. "BTC"')
@@ -434,7 +555,8 @@ def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) ->
         spath,
         {"start_price", "volatility_bps", "jump_rate_per_min", "jump_bps", "level_size", "lag_ms"},
     )
-    needs_start = not (kind is MarketKind.OUTCOME and outcome == "NO")
+    simulated = sim_venues is None or any(lc.venue in sim_venues for lc in listings)
+    needs_start = simulated and not (kind is MarketKind.OUTCOME and outcome == "NO")
     start = (
         r.require(st, spath, "start_price", _decimal(positive=True), "the simulated starting price, greater than 0")
         if needs_start
@@ -458,7 +580,10 @@ def _read_market(r: _Reader, mid: str, raw: Any, path: str, venues: set[str]) ->
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Validate a parsed TOML document. Raises :class:`ConfigError` listing every problem."""
     r = _Reader(source)
-    top = r.table(dict(data), "", {"mode", "seed", "venues", "markets", "detector", "risk", "ui", "execution"})
+    _refuse_secrets(r, data, "")
+    top = r.table(
+        dict(data), "", {"mode", "seed", "venues", "markets", "detector", "risk", "ui", "execution", "trading"}
+    )
     mode = r.get(top, "", "mode", _str(MODES), "sim")
     seed = r.get(top, "", "seed", _int(min_value=0), 7)
 
@@ -472,6 +597,15 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         if vc is not None:
             venues.append(vc)
     names = set(vtab)
+    real_names = sorted(v.name for v in venues if v.is_real)
+    sim_names = {v.name for v in venues if not v.is_real}
+    if mode == "sim" and real_names:
+        r.error("mode", f'expected "paper" because venues {", ".join(real_names)} are real, got "sim"')
+    tt = r.table(top.get("trading", {}), "trading", {"live", "secrets_file"})
+    trading = TradingConfig(
+        live=r.get(tt, "trading", "live", _bool, False),
+        secrets_file=r.get(tt, "trading", "secrets_file", _str(), None),
+    )
 
     markets: list[MarketConfig] = []
     mraw = top.get("markets", {})
@@ -479,7 +613,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     if not mtab:
         r.error("markets", "expected at least one market, e.g. [markets.BTC-USD]")
     for mid, raw in mtab.items():
-        mc = _read_market(r, mid, raw, _join("markets", mid), names)
+        mc = _read_market(r, mid, raw, _join("markets", mid), names, sim_names)
         if mc is not None:
             markets.append(mc)
     events: dict[str, set[str]] = {}
@@ -605,7 +739,23 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     )
     if r.problems:
         raise ConfigError(source, r.problems)
-    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui, execution)
+    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui, execution, trading)
+
+
+def _refuse_secrets(r: _Reader, data: Any, path: str) -> None:
+    """A key that looks like a credential is an error wherever it appears (its value is not echoed)."""
+    if not isinstance(data, Mapping):
+        return
+    for key, value in data.items():
+        kpath = _join(path, str(key))
+        if isinstance(key, str) and _SECRET_KEY.search(key) and key != "secrets_file":
+            r.error(
+                kpath,
+                "looks like a secret; secrets never go in the config file: set it in the environment "
+                "(ARBTUI_<VENUE>_<NAME>) or in the secrets file (see README, Secrets)",
+            )
+        elif isinstance(value, Mapping):
+            _refuse_secrets(r, value, kpath)
 
 
 def load_config(path: Path) -> Config:

@@ -29,7 +29,10 @@ class SimulatedMarket:
         self._fair: dict[str, FairValue] = {}
         self._complement: dict[str, str] = {}  # NO token -> YES token of the same event
         yes_of = {m.event: m.id for m in config.markets if m.outcome == "YES"}
+        sim_venues = {vc.name for vc in config.venues if vc.kind == "simulated"}
         for mc in config.markets:
+            if not any(lc.venue in sim_venues for lc in mc.listings):
+                continue  # quoted by real venues only: no simulated fair value
             if mc.kind is MarketKind.OUTCOME and mc.outcome == "NO" and mc.event in yes_of:
                 self._complement[mc.id] = yes_of[mc.event]
                 continue
