@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ from arbtui.domain.clock import Clock
 from arbtui.domain.events import VenueStatus
 
 NS = 1_000_000_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -159,6 +161,7 @@ class ConnectionSupervisor:
         if self._task is None:
             self._closing = False
             self._task = asyncio.create_task(self._run(), name=f"feed:{self.venue}:{self.stream}")
+            self._task.add_done_callback(self._task_done)
         timeout = first_connect_timeout_s if first_connect_timeout_s is not None else self.config.open_timeout_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_open.wait(), timeout)
@@ -175,6 +178,14 @@ class ConnectionSupervisor:
     @property
     def connected(self) -> bool:
         return self._ws is not None and self.status in (VenueStatus.CONNECTED, VenueStatus.STALE)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # the supervisor loop itself failed: surface it, never lose it silently
+            log.error("feed %s/%s stopped: %r", self.venue, self.stream, exc)
+            self._set_status(VenueStatus.ERROR, f"feed supervisor stopped: {type(exc).__name__}: {exc}")
 
     # --- FeedLink ----------------------------------------------------------------------------
     def send(self, message: str) -> None:
