@@ -87,3 +87,40 @@ def _diff(old: dict[Decimal, Decimal], new: dict[Decimal, Decimal], *, reverse: 
     out += [(p, ZERO) for p in old if p not in new]
     out.sort(key=lambda lv: lv[0], reverse=reverse)
     return out
+
+
+class LoopbackMarket:
+    """One market a loopback venue server publishes: its symbol's starting mid and grids."""
+
+    __slots__ = ("mid", "tick", "lot", "level_size", "depth", "spread_ticks", "probability")
+
+    def __init__(
+        self,
+        mid: Decimal | str,
+        tick: Decimal | str,
+        lot: Decimal | str,
+        *,
+        level_size: Decimal | str = "1",
+        depth: int = 25,
+        spread_ticks: int = 1,
+        probability: bool = False,
+    ) -> None:
+        self.mid = Decimal(mid)
+        self.tick = Decimal(tick)
+        self.lot = Decimal(lot)
+        self.level_size = Decimal(level_size)
+        self.depth = depth
+        self.spread_ticks = spread_ticks
+        self.probability = probability  # prices stay strictly between 0 and 1 (outcome tokens)
+
+    def generator(self, rng: random.Random) -> BookGenerator:
+        return BookGenerator(
+            rng,
+            self.mid,
+            self.tick,
+            self.lot,
+            depth=self.depth,
+            level_size=self.level_size,
+            spread_ticks=self.spread_ticks,
+            ceiling=Decimal(1) if self.probability else None,
+        )
