@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arbtui import __version__
 from arbtui.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config, default_config_data, load_config
+
+if TYPE_CHECKING:
+    from arbtui.engine.builder import RunOptions
 
 
 def _resolve_config(path: str | None) -> Config:
@@ -34,14 +38,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         config = replace(config, seed=args.seed)
     journal = Path(args.journal) if args.journal else None
+    from arbtui.engine.builder import LiveRefused, RunOptions, check_run_options
+    from arbtui.venues.secrets import SecretsError
+
+    options = RunOptions(live=args.live, secrets_file=Path(args.secrets) if args.secrets else None)
+    try:
+        check_run_options(config, options)
+    except (LiveRefused, SecretsError) as exc:
+        print(f"arbtui: {exc}", file=sys.stderr)
+        return 2
     if args.headless:
-        return _headless(config, args, journal)
+        return _headless(config, args, journal, options)
     if args.armed:
         print("--armed is for headless runs; in the console, arm with its key binding", file=sys.stderr)
         return 2
     from arbtui.ui.app import ArbApp  # the UI is imported only when it is needed
 
-    app = ArbApp(config, journal_path=journal)
+    app = ArbApp(config, journal_path=journal, options=options)
     app.run()
     if app.engine_error is not None:
         print(f"arbtui: the engine stopped with an error: {app.engine_error}", file=sys.stderr)
@@ -49,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _headless(config: Config, args: argparse.Namespace, journal: Path | None) -> int:
+def _headless(config: Config, args: argparse.Namespace, journal: Path | None, options: RunOptions) -> int:
     import asyncio
 
     import orjson
@@ -59,7 +72,9 @@ def _headless(config: Config, args: argparse.Namespace, journal: Path | None) ->
     if args.duration is None or args.duration <= 0:
         print("--headless needs --duration SECONDS (> 0)", file=sys.stderr)
         return 2
-    summary = asyncio.run(run_headless(config, args.duration, armed=args.armed, journal_path=journal))
+    summary = asyncio.run(
+        run_headless(config, args.duration, armed=args.armed, journal_path=journal, options=options)
+    )
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -141,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--duration", type=int, metavar="SECONDS", help="headless: simulated seconds to run")
         p.add_argument("--armed", action="store_true", help="headless: confirm opportunities automatically")
         p.add_argument("--json", action="store_true", help="headless: print the summary as JSON")
+        p.add_argument(
+            "--live",
+            action="store_true",
+            help="send real orders to real venues (also needs [trading] live = true and every real venue's keys); "
+            "without it real venues trade on paper",
+        )
+        p.add_argument(
+            "--secrets",
+            metavar="PATH",
+            help="secrets file (TOML, mode 0600; default: [trading] secrets_file, else "
+            "$XDG_CONFIG_HOME/arbtui/secrets.toml if it exists); the environment wins",
+        )
 
     add_run_options(parser)
     run = sub.add_parser("run", help="run the console (the default)")

@@ -9,6 +9,7 @@ from the wall-clock figures under ``"wall"``.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from collections import Counter
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from arbtui.config import Config
-from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
-from arbtui.engine.builder import build_engine
+from arbtui.domain.clock import NS_PER_MS, NS_PER_S, Clock, LiveClock, ManualClock
+from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
 
 START_NS = 1_795_617_000 * NS_PER_S  # 2026-11-25 14:30:00 UTC: a fixed start keeps runs identical
@@ -26,23 +27,40 @@ STEP_NS = 100 * NS_PER_MS
 SETTLE_LIMIT_NS = 120 * NS_PER_S
 
 
-async def run_headless(config: Config, duration_s: int, *, armed: bool, journal_path: Path | None) -> dict[str, Any]:
+async def run_headless(
+    config: Config,
+    duration_s: int,
+    *,
+    armed: bool,
+    journal_path: Path | None,
+    options: RunOptions | None = None,
+) -> dict[str, Any]:
+    """Simulated venues only: simulated time on a manual clock. With any real venue (or a
+    remote-sim one) the run is on the live clock for ``duration_s`` wall seconds."""
+    realtime = any(vc.kind not in ("simulated",) for vc in config.venues)
     with tempfile.TemporaryDirectory(prefix="arbtui-headless-") as tmp:
         path = journal_path if journal_path is not None else Path(tmp) / "journal.sqlite"
-        clock = ManualClock(START_NS)
-        engine, _ = build_engine(config, clock, path)
+        clock: Clock = LiveClock() if realtime else ManualClock(START_NS)
+        engine, _ = build_engine(config, clock, path, options)
+
+        async def advance(step_ns: int) -> None:
+            if isinstance(clock, ManualClock):
+                await clock.advance(step_ns)
+            else:
+                await asyncio.sleep(step_ns / NS_PER_S)
+
         wall0 = time.perf_counter()
         await engine.start()
         try:
             if armed:
                 engine.set_armed(True)
             for _ in range(duration_s * NS_PER_S // STEP_NS):
-                await clock.advance(STEP_NS)
+                await advance(STEP_NS)
             if armed:
                 engine.set_armed(False)
             settled = 0
             while engine.executor.in_flight() and settled < SETTLE_LIMIT_NS:
-                await clock.advance(STEP_NS)
+                await advance(STEP_NS)
                 settled += STEP_NS
             summary = summarize(engine, duration_s, armed)
         finally:
@@ -68,6 +86,7 @@ def summarize(engine: Engine, duration_s: int, armed: bool) -> dict[str, Any]:
     expected = sum((p.expected_pnl for p in pairs), Decimal(0))
     realized = sum((p.realized_pnl for p in pairs if p.realized_pnl is not None), Decimal(0))
     return {
+        "mode": engine.mode,
         "seed": engine.config.seed,
         "duration_s": duration_s,
         "armed": armed,

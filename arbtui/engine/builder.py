@@ -78,6 +78,21 @@ def engine_mode(config: Config, options: RunOptions, credentials: dict[str, Cred
     return "live"
 
 
+def _credentials(config: Config, options: RunOptions) -> dict[str, Credentials]:
+    real = {vc.name: vc.kind for vc in config.venues if vc.kind in REAL_KINDS}
+    if not real:
+        return {}
+    secrets = options.secrets_file
+    if secrets is None and config.trading.secrets_file:
+        secrets = Path(config.trading.secrets_file).expanduser()
+    return load_credentials(real, secrets)
+
+
+def check_run_options(config: Config, options: RunOptions) -> str:
+    """The mode a run would have; raises :class:`LiveRefused` or ``SecretsError`` before anything starts."""
+    return engine_mode(config, options, _credentials(config, options))
+
+
 def build_engine(
     config: Config, clock: Clock, journal_path: Path | None = None, options: RunOptions | None = None
 ) -> tuple[Engine, SimulatedMarket | None]:
@@ -91,13 +106,7 @@ def build_engine(
     """
     options = options or RunOptions()
     instruments = config.instruments()
-    real = {vc.name: vc.kind for vc in config.venues if vc.kind in REAL_KINDS}
-    credentials: dict[str, Credentials] = {}
-    if real:
-        secrets = options.secrets_file
-        if secrets is None and config.trading.secrets_file:
-            secrets = Path(config.trading.secrets_file).expanduser()
-        credentials = load_credentials(real, secrets)
+    credentials = _credentials(config, options)
     mode = engine_mode(config, options, credentials)
     venues: list[Venue] = []
     drivers: list[tuple[str, Driver]] = []

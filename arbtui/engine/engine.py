@@ -299,7 +299,7 @@ class Engine:
                 self._emit(ev)
 
     def venue_counters(self, venue: str) -> Mapping[str, int]:
-        """Integrity counters of a venue's feed (frames, gaps, checksum failures, reconnects, malformed)."""
+        """Integrity counters of a venue's feed (frames, integrity_failures, resyncs, reconnects, malformed, ...)."""
         counters: Mapping[str, int] | None = getattr(self.venues[venue], "counters", None)
         return counters if counters is not None else {"frames": self.feed_counts.get(venue, 0)}
 

@@ -15,7 +15,7 @@ from textual.worker import Worker, WorkerState
 
 from arbtui.config import Config
 from arbtui.domain.clock import Clock, LiveClock
-from arbtui.engine.builder import build_engine
+from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
 from arbtui.ui.bridge import UIBridge
 from arbtui.ui.commands import ArbCommands
@@ -38,6 +38,7 @@ class ArbApp(App[None]):
         engine: Engine | None = None,
         auto_refresh: bool = True,
         journal_path: Path | None = None,
+        options: RunOptions | None = None,
     ) -> None:
         """``auto_refresh=False`` leaves flushing to the caller (snapshot tests flush at a chosen time)."""
         super().__init__()
@@ -45,7 +46,7 @@ class ArbApp(App[None]):
         self.config = config
         self.clock: Clock = clock if clock is not None else LiveClock()
         if engine is None:
-            engine, _ = build_engine(config, self.clock, journal_path)
+            engine, _ = build_engine(config, self.clock, journal_path, options)
         self.engine = engine
         self.bridge = UIBridge(list(engine.venues))
         self._unsubscribe = engine.subscribe(self.bridge.on_event)

@@ -278,8 +278,8 @@ class RemoteSimVenue:
         """Feed integrity counters (this feed has no sequence numbers or checksums, and no reconnects)."""
         return {
             "frames": self.frames_applied,
-            "gaps": 0,
-            "checksum_failures": 0,
+            "integrity_failures": 0,
+            "resyncs": 0,
             "reconnects": 0,
             "malformed": self.malformed_frames,
         }

@@ -158,7 +158,7 @@ class SimulatedVenue:
     @property
     def counters(self) -> dict[str, int]:
         """Feed integrity counters. An in-process simulation has no wire, so only frames can grow."""
-        return {"frames": self.frames_published, "gaps": 0, "checksum_failures": 0, "reconnects": 0, "malformed": 0}
+        return {"frames": self.frames_published, "integrity_failures": 0, "resyncs": 0, "reconnects": 0, "malformed": 0}
 
     async def balances(self) -> Mapping[str, Decimal]:
         return self.free_balances()

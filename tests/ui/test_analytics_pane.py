@@ -105,7 +105,7 @@ async def test_pane_shows_the_engine_session(session: tuple[Engine, ManualClock]
             (integrity,) = [line for line in lines if line.startswith(venue) and "/" not in line]
             counters = engine.venue_counters(venue)
             assert integrity.split()[1:] == [
-                str(counters[k]) for k in ("frames", "gaps", "checksum_failures", "reconnects", "malformed")
+                str(counters[k]) for k in ("frames", "integrity_failures", "resyncs", "reconnects", "malformed")
             ]
         assert "TRIPPED" not in plain
 

@@ -38,9 +38,10 @@ CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 _BLOCKS = " ▁▂▃▄▅▆▇█"  # index = eighths of a cell filled
 _LEVELS_PER_ROW = 8
-COUNTER_KEYS = ("frames", "gaps", "checksum_failures", "reconnects", "malformed")
-_COUNTER_HEADS = ("frames", "gaps", "cksum", "recon", "malf")
-_COUNTER_WIDTHS = (8, 5, 6, 6, 5)
+# Integrity failures: a checksum (Kraken), sequence (Coinbase) or best bid/ask (Polymarket) check failed.
+COUNTER_KEYS = ("frames", "integrity_failures", "resyncs", "reconnects", "malformed")
+_COUNTER_HEADS = ("frames", "integ", "resyn", "recon", "malf")
+_COUNTER_WIDTHS = (8, 6, 6, 6, 5)
 # Slippage buckets in bps (+ = worse than the detector's VWAP): (label, upper bound inclusive).
 _SLIP_BUCKETS: tuple[tuple[str, Decimal | None], ...] = (
     ("<-10", Decimal(-10)),
