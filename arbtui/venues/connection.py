@@ -190,6 +190,7 @@ class ConnectionSupervisor:
     # --- FeedLink ----------------------------------------------------------------------------
     def send(self, message: str) -> None:
         self._outbox.put_nowait(message)
+        self._wake.set()  # the session loop may be waiting for a frame: let it send now
 
     def reconnect(self, reason: str) -> None:
         if self._reconnect_reason is None:
@@ -199,7 +200,7 @@ class ConnectionSupervisor:
     # --- internals ---------------------------------------------------------------------------
     def backoff_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the ``attempt``-th retry (1-based)."""
-        cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** max(0, attempt - 1)))
+        cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** min(max(0, attempt - 1), 30)))
         return self._rng.uniform(0, cap)
 
     def _set_status(self, status: VenueStatus, detail: str) -> None:
