@@ -338,9 +338,6 @@ class PaperTrader:
             self._reject(order, "no live book for this market yet")
             return
         free = self._free()
-        free[market.quote if req.side is Side.BUY else market.base] = free.get(
-            market.quote if req.side is Side.BUY else market.base, ZERO
-        )
         if req.side is Side.BUY:
             asset, need = market.quote, req.quantity * req.limit_price + self._fees(req.market).fee(
                 req.limit_price, req.quantity
