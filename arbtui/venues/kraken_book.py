@@ -14,35 +14,71 @@ Rules (Kraken's book guide, VENUES.md section 1.3-1.4):
 - a mismatch means the local book is wrong: the caller resubscribes for a fresh snapshot.
 
 Values go through ``Decimal(repr(float))``: the shortest repr of a JSON number is its wire text.
+
+:class:`KrakenBooks` is the socket-free core (replay, tests); :class:`arbtui.venues.kraken.KrakenFeed`
+is the live feed built on the same parser and checksum.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
 from arbtui.domain.book import Level, OrderBook
-from arbtui.domain.money import to_wire
 from arbtui.venues.wire import MalformedFrame
 
+__all__ = [
+    "CHECKSUM_LEVELS",
+    "BookFrame",
+    "KrakenBooks",
+    "MalformedFrame",
+    "book_checksum",
+    "book_frame",
+    "checksum_token",
+    "levels_checksum",
+    "parse_frame",
+]
+
 CHECKSUM_LEVELS = 10
+_ONE = Decimal(1)
 
 
 def checksum_token(value: Decimal, precision: int) -> str:
-    return to_wire(value.quantize(Decimal(1).scaleb(-precision)), precision).replace(".", "").lstrip("0")
+    """``value`` at ``precision`` decimals, without the ``.`` and without leading zeros.
+
+    Scaling to an integer does both at once: ``45285.2`` at 1 -> ``452852``; ``0.001`` at 8 ->
+    ``100000``. A value with more decimals than the precision is rounded half-even (Kraken never
+    sends one; the rounding only keeps a corrupt value from raising).
+    """
+    scaled = value.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        scaled = scaled.quantize(_ONE, rounding=ROUND_HALF_EVEN)
+    n = int(scaled)
+    return str(n) if n else ""
+
+
+def levels_checksum(asks: Iterable[Level], bids: Iterable[Level], price_precision: int, qty_precision: int) -> int:
+    """CRC32 of the first 10 of ``asks`` (best first = ascending) then of ``bids`` (best first = descending)."""
+    parts: list[str] = []
+    for side in (asks, bids):
+        for i, (price, qty) in enumerate(side):
+            if i == CHECKSUM_LEVELS:
+                break
+            parts.append(checksum_token(price, price_precision))
+            parts.append(checksum_token(qty, qty_precision))
+    return zlib.crc32("".join(parts).encode("ascii"))
 
 
 def book_checksum(book: OrderBook, price_precision: int, qty_precision: int) -> int:
-    parts: list[str] = []
-    for price, qty in book.asks.top(CHECKSUM_LEVELS):
-        parts.append(checksum_token(price, price_precision) + checksum_token(qty, qty_precision))
-    for price, qty in book.bids.top(CHECKSUM_LEVELS):
-        parts.append(checksum_token(price, price_precision) + checksum_token(qty, qty_precision))
-    return zlib.crc32("".join(parts).encode("ascii"))
+    """The checksum Kraken would send for ``book`` (which must already be truncated to its depth)."""
+    return levels_checksum(
+        book.asks.top(CHECKSUM_LEVELS), book.bids.top(CHECKSUM_LEVELS), price_precision, qty_precision
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +90,19 @@ class BookFrame:
     checksum: int | None
 
 
+def _number(value: Any, where: str) -> Decimal:
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest repr is the JSON text Kraken sent
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise MalformedFrame(f"{where}: not a number: {value!r}") from None
+    raise MalformedFrame(f"{where}: price and qty must be numbers")
+
+
 def _levels(raw: Any, where: str) -> tuple[Level, ...]:
     if not isinstance(raw, list):
         raise MalformedFrame(f"{where}: expected a list of levels")
@@ -63,37 +112,16 @@ def _levels(raw: Any, where: str) -> tuple[Level, ...]:
             price, qty = level["price"], level["qty"]
         except (TypeError, KeyError):
             raise MalformedFrame(f"{where}: a level without price and qty") from None
-        if (
-            isinstance(price, bool)
-            or isinstance(qty, bool)
-            or not isinstance(price, (int, float, str))
-            or not isinstance(qty, (int, float, str))
-        ):
-            raise MalformedFrame(f"{where}: price and qty must be numbers")
-        p = Decimal(repr(price)) if isinstance(price, float) else Decimal(str(price))
-        q = Decimal(repr(qty)) if isinstance(qty, float) else Decimal(str(qty))
+        p = _number(price, where)
+        q = _number(qty, where)
         if not p.is_finite() or not q.is_finite() or p <= 0 or q < 0:
             raise MalformedFrame(f"{where}: impossible level {price}/{qty}")
         out.append((p, q))
     return tuple(out)
 
 
-def parse_frame(raw: str | bytes) -> BookFrame | str | None:
-    """A ``book`` frame, or the channel name of another frame ("heartbeat", "status", ...), or None
-    for a method reply (subscribe acks). Raises :class:`MalformedFrame`."""
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedFrame(f"not JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise MalformedFrame("not a JSON object")
-    if "method" in msg:
-        return None
-    channel = msg.get("channel")
-    if not isinstance(channel, str):
-        raise MalformedFrame("no channel")
-    if channel != "book":
-        return channel
+def book_frame(msg: dict[str, Any]) -> BookFrame:
+    """The book snapshot or update in a decoded ``"channel": "book"`` message. Raises :class:`MalformedFrame`."""
     kind = msg.get("type")
     data = msg.get("data")
     if (
@@ -113,6 +141,25 @@ def parse_frame(raw: str | bytes) -> BookFrame | str | None:
     return BookFrame(
         symbol, kind == "snapshot", _levels(d.get("bids", []), "bids"), _levels(d.get("asks", []), "asks"), checksum
     )
+
+
+def parse_frame(raw: str | bytes) -> BookFrame | str | None:
+    """A ``book`` frame, or the channel name of another frame ("heartbeat", "status", ...), or None
+    for a method reply (subscribe acks). Raises :class:`MalformedFrame`."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame(f"not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise MalformedFrame("not a JSON object")
+    if "method" in msg:
+        return None
+    channel = msg.get("channel")
+    if not isinstance(channel, str):
+        raise MalformedFrame("no channel")
+    if channel != "book":
+        return channel
+    return book_frame(msg)
 
 
 @dataclass

@@ -1,0 +1,1022 @@
+"""Kraken spot: the WebSocket v2 book feed and the REST trader, behind :class:`~arbtui.venues.live.LiveVenue`.
+
+Everything Kraken-specific lives here (STYLE rule 7): the v2 ``book`` checksum, the ``instrument``
+channel, ``API-Sign``, the error strings, the per-pair trading rate counter, Kraken's asset codes
+(``XXBT``, ``ZUSD``) and pair names (``XBTUSD``).
+
+Feed (:class:`KrakenFeed`)
+    Subscribes the ``instrument`` channel (every pair's precisions) and the ``book`` channel at the
+    configured depth for every listing's symbol. Every book frame, the snapshot included, is applied
+    in full, truncated to the subscribed depth, and verified against Kraken's CRC32; a mismatch
+    resubscribes that symbol on the same connection (unsubscribe + subscribe, which brings a fresh
+    snapshot) and counts ``integrity_failures`` and ``resyncs``. A symbol whose resubscribe brings no
+    snapshot within ``resync_timeout_s`` reconnects the whole feed.
+
+    **Which precision the checksum uses**: the ``instrument`` channel's, when it has arrived. The
+    checksum is Kraken's statement about *its* rendering of the book; computed at any other
+    precision every frame would fail and the feed would resync forever. The config's listing
+    precision keeps governing what arbtui *sends* (order prices and sizes), and a difference between
+    the two is recorded in :attr:`KrakenFeed.precision_mismatches` and logged, because it means the
+    config is wrong about the venue. Until the instrument snapshot arrives the config's precision
+    is used.
+
+Trader (:class:`KrakenTrader`)
+    Private REST calls are form-encoded ``POST /0/private/<Method>`` with ``API-Key`` and
+    ``API-Sign`` (HMAC-SHA512, VENUES.md 2.1) and a strictly increasing nonce (microseconds, and
+    always the last nonce + 1 at least, so fast calls never repeat one). An :class:`OrderRequest` maps
+    to ``AddOrder`` as ``ordertype=limit``, ``type=buy|sell``, ``volume``/``price`` rendered at the
+    listing's precision (:meth:`Listing.qty_to_wire` / :meth:`Listing.price_to_wire`, the one
+    rendering path), ``timeinforce=IOC|GTC``, ``oflags=fciq`` (fees in the quote currency, which is
+    what :class:`~arbtui.domain.orders.Fill` reports), ``cl_ord_id`` = our client order id, and a
+    ``deadline`` a few seconds out (Kraken's matching engine rejects the order if it arrives later).
+
+    **FOK**: Kraken spot's ``timeinforce`` is GTC, IOC or GTD; there is no fill-or-kill. An FOK
+    request is refused locally (a REJECTED report, nothing sent) rather than silently sent as an
+    IOC that could partially fill.
+
+    Kraken's ``AddOrder`` reply carries only the order id, so the report comes from ``QueryOrders``
+    (``trades=true``) and the fills from ``QueryTrades``; an IOC is polled until Kraken reports it
+    final. Error strings map to: a refusal (``EOrder:...``, ``EGeneral:Invalid arguments``,
+    ``EAPI:Invalid key/signature``, ``EService:Market in ... mode``, ``EService:Deadline elapsed``,
+    ``EQuery:...``) -> a REJECTED report; rate limits (HTTP 429, ``EAPI:Rate limit exceeded``,
+    ``EOrder:Rate limit exceeded``, ``EGeneral:Temporary lockout``) -> wait for budget and retry, then
+    ``VenueError(retryable=True)``; ``EAPI:Invalid nonce`` -> retried with a fresh nonce (the request
+    was not processed); transport failures, HTTP 5xx and ``EService:Unavailable/Busy`` ->
+    ``VenueError(retryable=True)`` and never a retry of an order (its outcome is unknown; the caller
+    asks ``order_status``); ``EOrder:Unknown order`` -> :class:`UnknownOrder`. A reply that never
+    comes is left to the caller's timeout; it is never turned into a rejection.
+
+    Rate limits (VENUES.md 2.5) are :class:`~arbtui.venues.ratelimit.RateBudget` counters that
+    requests wait for: one trading counter per pair (``rate_tier``: AddOrder +1, CancelOrder by the
+    order's age via :func:`~arbtui.venues.ratelimit.kraken_cancel_cost`) and the REST call counter for
+    everything else (AddOrder and CancelOrder are excluded from it; QueryTrades costs 2).
+
+Unverified against the real venue (no access from here; see ``docs/venues/kraken.md``): the REST
+pair names derived from v2 symbols (:func:`rest_pair`), the asset-code mapping for assets outside
+:data:`LEGACY_ASSETS`, the ``maker`` flag on ``QueryTrades`` entries, which status (``closed`` /
+``canceled`` / ``expired``) Kraken gives an IOC whose remainder expired, whether ``ClosedOrders``
+finds an order by ``cl_ord_id`` beyond its latest-50 window, the shape of instrument *updates*, and
+an unsubscribe immediately followed by a subscribe (python-kraken-sdk waits 3 s in between).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import logging
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+import aiohttp
+import orjson
+
+from arbtui.config import VenueConfig
+from arbtui.domain.book import Level, OrderBook
+from arbtui.domain.clock import Clock
+from arbtui.domain.fees import FeeModel, FeeSchedule
+from arbtui.domain.instruments import Listing, Market
+from arbtui.domain.money import ZERO, to_decimal
+from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, OrderStatus, TimeInForce
+from arbtui.venues.base import UnknownOrder, VenueError
+from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
+from arbtui.venues.kraken_book import CHECKSUM_LEVELS, book_frame, levels_checksum
+from arbtui.venues.kraken_book import book_checksum as orderbook_checksum
+from arbtui.venues.live import LiveVenue, PaperTrader
+from arbtui.venues.ratelimit import KRAKEN_TIERS, BudgetView, RateBudget, kraken_cancel_cost
+from arbtui.venues.secrets import Credentials, redact
+from arbtui.venues.wire import MalformedFrame
+
+log = logging.getLogger(__name__)
+
+KIND = "kraken"
+NS = 1_000_000_000
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+
+# Kraken's REST call counter (not the trading counter): max and decay per second by tier.
+REST_TIERS: dict[str, tuple[float, float]] = {
+    "starter": (15.0, 0.33),
+    "intermediate": (20.0, 0.5),
+    "pro": (20.0, 1.0),
+}
+
+# ------------------------------------------------------------------------------------------------
+# Stable public helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _to_decimal(value: Decimal | str | float | int) -> Decimal:
+    if isinstance(value, float):
+        return Decimal(repr(value))  # a float's shortest repr is the number as written on the wire
+    return to_decimal(value)
+
+
+def book_checksum(
+    asks: Iterable[tuple[Decimal | str | float, Decimal | str | float]],
+    bids: Iterable[tuple[Decimal | str | float, Decimal | str | float]],
+    price_precision: int,
+    qty_precision: int,
+) -> int:
+    """Kraken's v2 book CRC32 (VENUES.md 1.4) over the top 10 of ``asks`` (best first = ascending)
+    and the top 10 of ``bids`` (best first = descending). Values may be Decimal, str or float (a float
+    is read through its shortest repr); each is rendered at the instrument's precision."""
+
+    def top(levels: Iterable[tuple[Decimal | str | float, Decimal | str | float]]) -> list[Level]:
+        out: list[Level] = []
+        for price, qty in levels:
+            if len(out) == CHECKSUM_LEVELS:
+                break
+            out.append((_to_decimal(price), _to_decimal(qty)))
+        return out
+
+    return levels_checksum(top(asks), top(bids), price_precision, qty_precision)
+
+
+def api_sign(url_path: str, post_data: str | bytes, nonce: int | str, secret_b64: str) -> str:
+    """Kraken's ``API-Sign`` header (VENUES.md 2.1):
+    ``base64(HMAC-SHA512(base64decode(secret), url_path + SHA256(nonce + post_data)))``.
+
+    ``post_data`` is the exact request body (it contains ``nonce=...`` too)."""
+    body = post_data.encode() if isinstance(post_data, str) else post_data
+    digest = hashlib.sha256(str(nonce).encode() + body).digest()
+    mac = hmac.new(base64.b64decode(secret_b64), url_path.encode() + digest, hashlib.sha512)
+    return base64.b64encode(mac.digest()).decode()
+
+
+# Kraken's REST names for assets whose v2/WebSocket name differs (v2 says BTC, REST says XBT).
+_REST_ASSET_NAMES = {"BTC": "XBT", "DOGE": "XDG"}
+
+# Kraken's legacy four-letter asset codes (X = crypto, Z = fiat), as Balance/BalanceEx report them.
+LEGACY_ASSETS: dict[str, str] = {
+    "XXBT": "BTC",
+    "XBT": "BTC",
+    "XXDG": "DOGE",
+    "XDG": "DOGE",
+    "XETH": "ETH",
+    "XETC": "ETC",
+    "XLTC": "LTC",
+    "XXRP": "XRP",
+    "XXLM": "XLM",
+    "XXMR": "XMR",
+    "XZEC": "ZEC",
+    "XREP": "REP",
+    "XMLN": "MLN",
+    "XXTZ": "XTZ",
+    "ZUSD": "USD",
+    "ZEUR": "EUR",
+    "ZGBP": "GBP",
+    "ZCAD": "CAD",
+    "ZJPY": "JPY",
+    "ZAUD": "AUD",
+    "ZCHF": "CHF",
+}
+
+
+def rest_pair(symbol: str) -> str:
+    """The REST pair name (``altname``) for a v2 symbol: ``BTC/USD`` -> ``XBTUSD``, ``ETH/USD`` -> ``ETHUSD``.
+
+    Kraken's REST API predates the v2 names and still calls bitcoin XBT and dogecoin XDG; the
+    altname is base + quote without a separator. Unverified for every pair (AssetPairs is the
+    authority); it holds for the pairs in the docs and client libraries consulted."""
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base or not quote:
+        raise ValueError(f"a Kraken v2 symbol is BASE/QUOTE, got {symbol!r}")
+    return _REST_ASSET_NAMES.get(base, base) + _REST_ASSET_NAMES.get(quote, quote)
+
+
+def asset_name(code: str, known: Iterable[str] = ()) -> str | None:
+    """The config's asset name for a Kraken balance code (``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``).
+
+    None for a code with a suffix (``ETH.F``, ``DOT.S``, ``USD.M``, ``XBT.B``): earn, staking and
+    holding balances, which are not counted as free to trade. A four-letter X/Z code not in
+    :data:`LEGACY_ASSETS` is stripped of its prefix only when that names a known asset."""
+    if "." in code:
+        return None
+    if code in LEGACY_ASSETS:
+        return LEGACY_ASSETS[code]
+    known_set = set(known)
+    if code not in known_set and len(code) == 4 and code[0] in "XZ" and code[1:] in known_set:
+        return code[1:]
+    return code
+
+
+def _rfc3339(ns: int) -> str:
+    dt = datetime.fromtimestamp(ns // NS, tz=UTC).replace(microsecond=(ns % NS) // 1000)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------------------------------------
+# The book feed
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Symbol:
+    listing: Listing
+    precision: tuple[int, int]  # what the checksum is computed with (see the module docstring)
+    book: OrderBook | None = None
+    awaiting_snapshot: bool = True
+    resync_since_ns: int | None = None
+
+
+class KrakenFeed:
+    """Kraken's v2 book feed (implements :class:`arbtui.venues.live.BookFeed`; see the module docstring)."""
+
+    def __init__(
+        self,
+        venue: str,
+        listings: Sequence[Listing],
+        depth: int = 10,
+        *,
+        resync_timeout_s: float = 10.0,
+    ) -> None:
+        if depth not in BOOK_DEPTHS:
+            raise ValueError(f"Kraken book depth must be one of {BOOK_DEPTHS}, got {depth}")
+        self.venue = venue
+        self.depth = depth
+        self.counters = FeedCounters()
+        self._symbols: dict[str, _Symbol] = {}
+        self._markets: dict[str, _Symbol] = {}
+        for lst in listings:
+            s = _Symbol(lst, (lst.price_precision, lst.qty_precision))
+            self._symbols[lst.symbol] = s
+            self._markets[lst.market] = s
+        self._on_change: Callable[[str], None] = _ignore
+        self._link: FeedLink | None = None
+        self._req_ids = itertools.count(1)
+        self._resync_timeout_ns = int(resync_timeout_s * NS)
+        self._last_ts = 0
+        self.precision_source: dict[str, str] = {sym: "config" for sym in self._symbols}
+        self.precision_mismatches: dict[str, str] = {}
+        self.pair_status: dict[str, str] = {}
+        self.subscribe_errors: list[str] = []
+        self.system_status: str | None = None
+        self.heartbeats = 0
+
+    # --- BookFeed ----------------------------------------------------------------------------
+    def set_on_change(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+
+    def book(self, market: str) -> OrderBook | None:
+        s = self._markets.get(market)
+        return s.book if s is not None else None
+
+    def resync(self, market: str, reason: str) -> None:
+        """Throw the market's book away and resubscribe it for a fresh snapshot."""
+        s = self._markets.get(market)
+        if s is not None:
+            log.info("%s %s: resync (%s)", self.venue, s.listing.symbol, reason)
+            self._resubscribe(s)
+
+    # --- FeedHandler ---------------------------------------------------------------------------
+    def on_open(self, link: FeedLink) -> Sequence[str]:
+        self._link = link
+        for s in self._symbols.values():
+            s.book = None
+            s.awaiting_snapshot = True
+            s.resync_since_ns = None
+        instrument = {"method": "subscribe", "params": {"channel": "instrument", "snapshot": True}}
+        return [self._message(instrument), self._book_message("subscribe", list(self._symbols))]
+
+    def on_close(self) -> None:
+        self._link = None
+        for s in self._symbols.values():
+            s.book = None
+            s.awaiting_snapshot = True
+            s.resync_since_ns = None
+
+    def on_frame(self, raw: str | bytes, ts_ns: int) -> None:
+        self._last_ts = ts_ns
+        try:
+            msg = orjson.loads(raw)
+            if not isinstance(msg, dict):
+                raise MalformedFrame("not a JSON object")
+            channel = msg.get("channel")
+            if channel == "book":
+                self._on_book(msg, ts_ns)
+            elif channel == "heartbeat":
+                self.heartbeats += 1
+            elif channel == "status":
+                self._on_system_status(msg)
+            elif channel == "instrument":
+                self._on_instrument(msg)
+            elif isinstance(msg.get("method"), str):
+                self._on_reply(msg)
+            elif not isinstance(channel, str):
+                raise MalformedFrame("neither a channel nor a method reply")
+            # other channels (ticker, trade, ...) are not subscribed here; a stray one is ignored
+        except (orjson.JSONDecodeError, MalformedFrame, KeyError, TypeError, ValueError) as exc:
+            self.counters.malformed += 1
+            log.debug("%s: malformed frame skipped: %s", self.venue, exc)
+        self._check_resync_timeouts(ts_ns)
+
+    # --- frames ------------------------------------------------------------------------------
+    def _on_book(self, msg: dict[str, Any], ts_ns: int) -> None:
+        frame = book_frame(msg)
+        s = self._symbols.get(frame.symbol)
+        if s is None:
+            return  # a symbol this feed did not ask for (a late frame of an old subscription)
+        if frame.checksum is None:
+            raise MalformedFrame(f"{frame.symbol}: book frame without a checksum")
+        if frame.snapshot:
+            book = OrderBook(depth=self.depth)
+            book.apply_snapshot(frame.bids, frame.asks, ts_ns)
+        elif s.awaiting_snapshot or s.book is None:
+            return  # updates before the (fresh) snapshot belong to a book we no longer trust
+        else:
+            book = s.book
+            book.apply_update(frame.bids, frame.asks, ts_ns)
+        if orderbook_checksum(book, *s.precision) != frame.checksum:
+            self.counters.integrity_failures += 1
+            log.warning("%s %s: checksum mismatch; resubscribing", self.venue, frame.symbol)
+            self._resubscribe(s)
+            return
+        s.book = book
+        s.awaiting_snapshot = False
+        s.resync_since_ns = None
+        self.counters.book_updates += 1
+        self._on_change(s.listing.market)
+
+    def _on_instrument(self, msg: dict[str, Any]) -> None:
+        data = msg.get("data")
+        if not isinstance(data, dict):
+            raise MalformedFrame("instrument frame without a data object")
+        pairs = data.get("pairs", [])
+        if not isinstance(pairs, list):
+            raise MalformedFrame("instrument pairs is not a list")
+        for pair in pairs:
+            if not isinstance(pair, dict):
+                raise MalformedFrame("an instrument pair is not an object")
+            symbol = pair.get("symbol")
+            s = self._symbols.get(symbol) if isinstance(symbol, str) else None
+            if s is None:
+                continue
+            pp, qp = pair.get("price_precision"), pair.get("qty_precision")
+            if isinstance(pp, int) and isinstance(qp, int) and not isinstance(pp, bool) and not isinstance(qp, bool):
+                if (pp, qp) != s.precision and s.book is not None:
+                    log.info("%s %s: precision now %s/%s", self.venue, symbol, pp, qp)
+                s.precision = (pp, qp)
+                self.precision_source[s.listing.symbol] = "instrument"
+                configured = (s.listing.price_precision, s.listing.qty_precision)
+                if configured != (pp, qp):
+                    note = (
+                        f"Kraken says price/qty precision {pp}/{qp}, the config says {configured[0]}/{configured[1]}; "
+                        "checksums use Kraken's, orders are rendered with the config's"
+                    )
+                    if self.precision_mismatches.get(s.listing.symbol) != note:
+                        log.warning("%s %s: %s", self.venue, symbol, note)
+                    self.precision_mismatches[s.listing.symbol] = note
+                else:
+                    self.precision_mismatches.pop(s.listing.symbol, None)
+            status = pair.get("status")
+            if isinstance(status, str):
+                self.pair_status[s.listing.symbol] = status
+
+    def _on_system_status(self, msg: dict[str, Any]) -> None:
+        data = msg.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            system = data[0].get("system")
+            if isinstance(system, str):
+                self.system_status = system
+
+    def _on_reply(self, msg: dict[str, Any]) -> None:
+        if msg.get("success") is False:
+            error = str(msg.get("error", "unknown error"))
+            text = f"{msg.get('method')} failed: {error}"
+            self.subscribe_errors.append(text)
+            del self.subscribe_errors[:-20]  # keep the latest few
+            log.warning("%s: %s", self.venue, text)
+
+    # --- resync ------------------------------------------------------------------------------
+    def _resubscribe(self, s: _Symbol) -> None:
+        s.book = None
+        if s.awaiting_snapshot and s.resync_since_ns is not None:
+            return  # a resubscribe is already under way; its snapshot will settle this one too
+        s.awaiting_snapshot = True
+        s.resync_since_ns = self._last_ts
+        self.counters.resyncs += 1
+        if self._link is not None:
+            self._link.send(self._book_message("unsubscribe", [s.listing.symbol]))
+            self._link.send(self._book_message("subscribe", [s.listing.symbol]))
+
+    def _check_resync_timeouts(self, now_ns: int) -> None:
+        if self._link is None or self._resync_timeout_ns <= 0:
+            return
+        for s in self._symbols.values():
+            if s.resync_since_ns is not None and now_ns - s.resync_since_ns > self._resync_timeout_ns:
+                s.resync_since_ns = None
+                self._link.reconnect(f"{s.listing.symbol}: no snapshot after resubscribing")
+                return
+
+    def _book_message(self, method: str, symbols: list[str]) -> str:
+        params: dict[str, Any] = {"channel": "book", "symbol": symbols, "depth": self.depth}
+        if method == "subscribe":
+            params["snapshot"] = True
+        return self._message({"method": method, "params": params})
+
+    def _message(self, body: dict[str, Any]) -> str:
+        body["req_id"] = next(self._req_ids)
+        return orjson.dumps(body).decode()
+
+
+def _ignore(_market: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# The REST trader
+# ------------------------------------------------------------------------------------------------
+
+
+class _Kind(Enum):
+    REFUSED = "refused"  # the venue refused the request; nothing happened
+    RATE = "rate"  # rate limited; nothing happened; wait and retry
+    NONCE = "nonce"  # invalid nonce; nothing happened; retry with a fresh nonce
+    SERVICE = "service"  # the venue could not take it; for an order, the outcome is unknown
+    UNKNOWN_ORDER = "unknown_order"
+
+
+_RATE_ERRORS = ("EAPI:Rate limit exceeded", "EOrder:Rate limit exceeded", "EGeneral:Temporary lockout")
+_SERVICE_ERRORS = ("EService:Unavailable", "EService:Busy", "EGeneral:Internal error", "EService:Timeout")
+
+
+def classify_errors(errors: Sequence[str]) -> _Kind:
+    """What a Kraken ``error`` array means for the caller (see the module docstring)."""
+    for e in errors:
+        if e.startswith("EOrder:Unknown order"):
+            return _Kind.UNKNOWN_ORDER
+        if e.startswith(_RATE_ERRORS):
+            return _Kind.RATE
+        if e.startswith("EAPI:Invalid nonce"):
+            return _Kind.NONCE
+        if e.startswith(_SERVICE_ERRORS):
+            return _Kind.SERVICE
+    return _Kind.REFUSED
+
+
+@dataclass(slots=True)
+class _Reply:
+    http_status: int
+    errors: list[str]
+    result: Any
+
+
+@dataclass(slots=True)
+class _Placed:
+    """An order this trader sent (or tried to): what it asked for and what it learnt since."""
+
+    request: OrderRequest
+    listing: Listing
+    sent_ns: int
+    txid: str | None = None
+    fills: dict[str, Fill] = field(default_factory=dict)  # Kraken trade id -> fill (they never change)
+
+
+class KrakenTrader:
+    """Order entry over Kraken's private REST API (implements :class:`arbtui.venues.live.Trader`)."""
+
+    def __init__(
+        self,
+        venue: str,
+        listings: Sequence[Listing],
+        markets: Mapping[str, Market],
+        credentials: Credentials,
+        clock: Clock,
+        *,
+        rest_url: str = "https://api.kraken.com",
+        rate_tier: str = "starter",
+        deadline_s: float = 5.0,
+        http_timeout_s: float = 30.0,
+        status_polls: int = 6,
+        status_poll_s: float = 0.05,
+        rate_retries: int = 3,
+    ) -> None:
+        if rate_tier not in KRAKEN_TIERS:
+            raise ValueError(f"rate_tier must be one of {', '.join(KRAKEN_TIERS)}, got {rate_tier!r}")
+        self._venue = venue
+        self._listings = {lst.market: lst for lst in listings}
+        self._by_symbol = {lst.symbol: lst for lst in listings}
+        self._markets = markets
+        self._key = credentials.require("api_key")
+        self._secret = credentials.require("api_secret")
+        self._clock = clock
+        self._url = rest_url.rstrip("/")
+        self._deadline_ns = int(deadline_s * NS)
+        self._http_timeout_s = http_timeout_s
+        self._status_polls = max(1, status_polls)
+        self._status_poll_ns = int(status_poll_s * NS)
+        self._rate_retries = rate_retries
+        self._session: aiohttp.ClientSession | None = None
+        self._nonce = 0
+        self._placed: dict[str, _Placed] = {}
+        trade_limit, trade_decay = KRAKEN_TIERS[rate_tier]
+        rest_limit, rest_decay = REST_TIERS[rate_tier]
+        self.rest_budget = RateBudget(f"{venue} REST calls", rest_limit, rest_decay, clock)
+        self.trading_budgets = {
+            lst.symbol: RateBudget(f"{venue} {lst.symbol} trading", trade_limit, trade_decay, clock) for lst in listings
+        }
+        self._assets = sorted({a for m in markets.values() for a in (m.base, m.quote)})
+        self.requests_sent = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._http_timeout_s))
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def on_book(self, market: str, book: OrderBook) -> None:
+        return None  # the venue fills live orders; nothing to do with our copy of the book
+
+    def budgets(self) -> list[BudgetView]:
+        return [self.rest_budget.view(), *(b.view() for b in self.trading_budgets.values())]
+
+    # --- orders ------------------------------------------------------------------------------
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        lst = self._listings.get(request.market)
+        if lst is None:
+            return self._rejected(request, f"unknown market {request.market} on {self._venue}")
+        if request.time_in_force is TimeInForce.FOK:
+            return self._rejected(
+                request, "Kraken spot has no fill-or-kill (timeinforce is GTC, IOC or GTD); nothing was sent"
+            )
+        try:
+            price = lst.price_to_wire(request.limit_price)
+            volume = lst.qty_to_wire(request.quantity)
+        except ValueError as exc:
+            return self._rejected(request, str(exc))
+        known = self._placed.get(request.client_order_id)
+        if known is not None:
+            # Sent before (a retry): sending it again could trade twice once the first has closed.
+            return await self.order_status(request.client_order_id)
+        now = self._clock.now_ns()
+        placed = self._placed[request.client_order_id] = _Placed(request, lst, now)
+        params = [
+            ("ordertype", "limit"),
+            ("type", request.side.value),
+            ("volume", volume),
+            ("pair", rest_pair(lst.symbol)),
+            ("price", price),
+            ("timeinforce", "GTC" if request.time_in_force is TimeInForce.GTC else "IOC"),
+            ("oflags", "fciq"),
+            ("cl_ord_id", request.client_order_id),
+            ("deadline", _rfc3339(now + self._deadline_ns)),
+        ]
+        budget = self.trading_budgets[lst.symbol]
+        reply = await self._send_order(params, budget)
+        if reply.errors:
+            kind = classify_errors(reply.errors)
+            if kind is _Kind.REFUSED:
+                del self._placed[request.client_order_id]
+                return self._rejected(request, redact("; ".join(reply.errors)))
+            if kind is _Kind.RATE:
+                del self._placed[request.client_order_id]
+                raise VenueError(self._venue, f"rate limited: {redact('; '.join(reply.errors))}", retryable=True)
+            # SERVICE / UNKNOWN_ORDER / NONCE after retries: the order's fate is not known.
+            raise VenueError(self._venue, redact("; ".join(reply.errors)), retryable=True)
+        txid = _txid(reply.result)
+        if txid is None:
+            raise VenueError(self._venue, "AddOrder answered without an order id; ask order_status", retryable=True)
+        placed.txid = txid
+        try:
+            return await self._settled_report(placed)
+        except VenueError as exc:
+            raise VenueError(
+                self._venue, f"order accepted as {txid}, its outcome not read yet: {exc}", retryable=True
+            ) from None
+
+    async def cancel_order(self, client_order_id: str) -> OrderReport:
+        placed = self._placed.get(client_order_id)
+        if placed is not None:
+            age_s = (self._clock.now_ns() - placed.sent_ns) / NS
+            await self.trading_budgets[placed.listing.symbol].acquire(kraken_cancel_cost(age_s))
+        try:
+            await self._call("CancelOrder", [("cl_ord_id", client_order_id)], rest_cost=0)
+        except UnknownOrder:
+            pass  # already closed, or never received: the status query below says which
+        return await self.order_status(client_order_id)
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        placed = self._placed.get(client_order_id)
+        info: dict[str, Any] | None = None
+        txid = placed.txid if placed is not None else None
+        if txid is not None:
+            result = await self._call("QueryOrders", [("txid", txid), ("trades", "true")])
+            if isinstance(result, dict) and isinstance(result.get(txid), dict):
+                info = result[txid]
+        if info is None:
+            found = await self._find_by_client_id(client_order_id)
+            if found is None:
+                raise UnknownOrder(self._venue, f"no order with cl_ord_id {client_order_id}")
+            txid, info = found
+            if placed is not None:
+                placed.txid = txid
+        assert txid is not None
+        return await self._report(client_order_id, txid, info, placed)
+
+    async def balances(self) -> Mapping[str, Decimal]:
+        """Free balances (``balance - hold_trade`` from BalanceEx), under the config's asset names."""
+        result = await self._call("BalanceEx", [])
+        if not isinstance(result, dict):
+            raise VenueError(self._venue, "BalanceEx answered without a result object", retryable=True)
+        free: dict[str, Decimal] = {}
+        for code, entry in result.items():
+            name = asset_name(str(code), self._assets)
+            if name is None:
+                continue
+            try:
+                if isinstance(entry, dict):
+                    amount = Decimal(str(entry["balance"])) - Decimal(str(entry.get("hold_trade", "0")))
+                else:
+                    amount = Decimal(str(entry))  # the plain Balance shape
+            except (KeyError, InvalidOperation):
+                raise VenueError(self._venue, f"BalanceEx: unreadable entry for {code}", retryable=True) from None
+            free[name] = free.get(name, ZERO) + amount
+        return free
+
+    async def live_fees(self) -> Mapping[str, FeeSchedule]:
+        """The account's maker/taker rates per market from TradeVolume (Kraken gives percentages)."""
+        pairs = {rest_pair(lst.symbol): lst.market for lst in self._listings.values()}
+        if not pairs:
+            return {}
+        result = await self._call("TradeVolume", [("pair", ",".join(pairs)), ("fee-info", "true")])
+        if not isinstance(result, dict):
+            raise VenueError(self._venue, "TradeVolume answered without a result object", retryable=True)
+        taker = result.get("fees") or {}
+        maker = result.get("fees_maker") or {}
+        out: dict[str, FeeSchedule] = {}
+        for pair, market in pairs.items():
+            t = _percent(taker.get(pair) if isinstance(taker, dict) else None)
+            if t is None:
+                continue
+            m = _percent(maker.get(pair) if isinstance(maker, dict) else None)
+            out[market] = FeeSchedule(m if m is not None else t, t, FeeModel.NOTIONAL)
+        return out
+
+    # --- internals: orders ---------------------------------------------------------------------
+    def _rejected(self, request: OrderRequest, reason: str) -> OrderReport:
+        return OrderReport(
+            client_order_id=request.client_order_id,
+            venue=self._venue,
+            venue_order_id=None,
+            status=OrderStatus.REJECTED,
+            quantity=request.quantity,
+            filled_quantity=ZERO,
+            average_price=None,
+            fee=ZERO,
+            ts_ns=self._clock.now_ns(),
+            reason=reason,
+        )
+
+    async def _send_order(self, params: list[tuple[str, str]], budget: RateBudget) -> _Reply:
+        """AddOrder, retried only when Kraken certainly did not take it (rate limit, stale nonce)."""
+        nonce_retries = 2
+        rate_retries = self._rate_retries
+        while True:
+            await budget.acquire(1)  # Kraken charges the fixed +1 on receipt, even for a refusal
+            reply = await self._post("AddOrder", params)
+            kind = classify_errors(reply.errors) if reply.errors else None
+            if reply.http_status == 429 or kind is _Kind.RATE:
+                if rate_retries <= 0:
+                    return reply if reply.errors else _Reply(429, ["EAPI:Rate limit exceeded"], None)
+                rate_retries -= 1
+                budget.observe_remaining(0)  # Kraken's counter is fuller than ours: wait for it to decay
+                continue
+            if kind is _Kind.NONCE and nonce_retries > 0:
+                nonce_retries -= 1
+                continue
+            return reply
+
+    async def _settled_report(self, placed: _Placed) -> OrderReport:
+        """The order's report once Kraken has matched it (an IOC: once final)."""
+        assert placed.txid is not None
+        report: OrderReport | None = None
+        for attempt in range(self._status_polls):
+            if attempt:
+                await self._clock.sleep(self._status_poll_ns << (attempt - 1))
+            result = await self._call("QueryOrders", [("txid", placed.txid), ("trades", "true")])
+            info = result.get(placed.txid) if isinstance(result, dict) else None
+            if not isinstance(info, dict):
+                continue  # not visible yet
+            report = await self._report(placed.request.client_order_id, placed.txid, info, placed)
+            if report.status.is_final:
+                return report
+            if placed.request.time_in_force is TimeInForce.GTC and info.get("status") != "pending":
+                return report  # resting (maybe partly filled): that is its answer
+        raise VenueError(
+            self._venue,
+            f"order {placed.txid} not final after {self._status_polls} queries"
+            + (f" (last: {report.status.value})" if report is not None else ""),
+            retryable=True,
+        )
+
+    async def _find_by_client_id(self, client_order_id: str) -> tuple[str, dict[str, Any]] | None:
+        for method, key in (("OpenOrders", "open"), ("ClosedOrders", "closed")):
+            result = await self._call(method, [("cl_ord_id", client_order_id), ("trades", "true")])
+            orders = result.get(key) if isinstance(result, dict) else None
+            if not isinstance(orders, dict):
+                continue
+            for txid, info in orders.items():
+                if isinstance(info, dict) and info.get("cl_ord_id", client_order_id) == client_order_id:
+                    return str(txid), info
+        return None
+
+    async def _report(
+        self, client_order_id: str, txid: str, info: Mapping[str, Any], placed: _Placed | None
+    ) -> OrderReport:
+        try:
+            vol = Decimal(str(info["vol"]))
+            vol_exec = Decimal(str(info["vol_exec"]))
+            fee = Decimal(str(info.get("fee", "0")))
+            cost = Decimal(str(info.get("cost", "0")))
+            status_text = str(info["status"])
+        except (KeyError, InvalidOperation):
+            raise VenueError(self._venue, f"order {txid}: unreadable order info", retryable=True) from None
+        trade_ids = [str(t) for t in info.get("trades") or []]
+        fills = await self._fills(client_order_id, trade_ids, placed)
+        filled = sum((f.quantity for f in fills), ZERO)
+        if vol_exec and filled != vol_exec:
+            # The order says more (or less) was executed than its trades show: not consistent yet.
+            raise VenueError(
+                self._venue, f"order {txid}: executed {vol_exec} but its trades add up to {filled}", retryable=True
+            )
+        tif = placed.request.time_in_force if placed is not None else None
+        reason = info.get("reason")
+        status = _order_status(status_text, vol, vol_exec, tif, reason if isinstance(reason, str) else None)
+        if status is None:
+            raise VenueError(self._venue, f"order {txid}: unknown status {status_text!r}", retryable=True)
+        notional = sum((f.price * f.quantity for f in fills), ZERO)
+        if not fills and vol_exec:
+            notional = cost
+        return OrderReport(
+            client_order_id=client_order_id,
+            venue=self._venue,
+            venue_order_id=txid,
+            status=status,
+            quantity=vol,
+            filled_quantity=vol_exec,
+            average_price=notional / vol_exec if vol_exec else None,
+            fee=fee,
+            ts_ns=self._clock.now_ns(),
+            reason=redact(reason) if isinstance(reason, str) and reason else None,
+            fills=tuple(fills),
+        )
+
+    async def _fills(self, client_order_id: str, trade_ids: list[str], placed: _Placed | None) -> list[Fill]:
+        """The order's fills in Kraken's order, each trade fetched once (QueryTrades) and kept."""
+        cache = placed.fills if placed is not None else {}
+        missing = [t for t in trade_ids if t not in cache]
+        if missing:
+            result = await self._call("QueryTrades", [("txid", ",".join(missing))], rest_cost=2)
+            if not isinstance(result, dict):
+                raise VenueError(self._venue, "QueryTrades answered without a result object", retryable=True)
+            for tid in missing:
+                trade = result.get(tid)
+                if not isinstance(trade, dict):
+                    raise VenueError(self._venue, f"trade {tid} not returned yet", retryable=True)
+                cache[tid] = self._fill(client_order_id, trade)
+        return [cache[t] for t in trade_ids]
+
+    def _fill(self, client_order_id: str, trade: Mapping[str, Any]) -> Fill:
+        try:
+            qty = Decimal(str(trade["vol"]))
+            price = Decimal(str(trade["price"]))
+            fee = Decimal(str(trade.get("fee", "0")))
+            at = trade.get("time")
+            ts = int(Decimal(repr(at)) * NS) if isinstance(at, float) else int(Decimal(str(at)) * NS)
+        except (KeyError, InvalidOperation, TypeError):
+            raise VenueError(self._venue, "unreadable trade entry", retryable=True) from None
+        # Kraken's ``maker`` flag (unverified on QueryTrades); without it a fill is counted as taker.
+        liquidity = Liquidity.MAKER if trade.get("maker") is True else Liquidity.TAKER
+        return Fill(client_order_id, qty, price, fee, liquidity, ts)
+
+    # --- internals: HTTP -----------------------------------------------------------------------
+    def _next_nonce(self) -> int:
+        self._nonce = max(self._nonce + 1, self._clock.now_ns() // 1000)
+        return self._nonce
+
+    async def _call(self, method: str, params: list[tuple[str, str]], *, rest_cost: float = 1.0) -> Any:
+        """A private call that is safe to repeat: retried on rate limits and stale nonces."""
+        nonce_retries = 2
+        rate_retries = self._rate_retries
+        while True:
+            if rest_cost:
+                await self.rest_budget.acquire(rest_cost)
+            reply = await self._post(method, params)
+            kind = classify_errors(reply.errors) if reply.errors else None
+            if reply.http_status == 429 or kind is _Kind.RATE:
+                if rate_retries <= 0:
+                    text = "; ".join(reply.errors) or "HTTP 429"
+                    raise VenueError(self._venue, f"{method}: rate limited: {redact(text)}", retryable=True)
+                rate_retries -= 1
+                self.rest_budget.observe_remaining(0)  # wait for Kraken's counter to decay
+                if not rest_cost:
+                    await self.rest_budget.acquire(1)
+                continue
+            if kind is _Kind.NONCE and nonce_retries > 0:
+                nonce_retries -= 1
+                continue
+            if kind is None:
+                return reply.result
+            text = redact("; ".join(reply.errors))
+            if kind is _Kind.UNKNOWN_ORDER:
+                raise UnknownOrder(self._venue, f"{method}: {text}")
+            raise VenueError(self._venue, f"{method}: {text}", retryable=kind is not _Kind.REFUSED)
+
+    async def _post(self, method: str, params: list[tuple[str, str]]) -> _Reply:
+        session = self._session
+        if session is None or session.closed:
+            raise VenueError(self._venue, "the REST client is not started", retryable=True)
+        path = f"/0/private/{method}"
+        nonce = self._next_nonce()
+        body = urllib.parse.urlencode([("nonce", str(nonce)), *params])
+        headers = {
+            "API-Key": self._key.reveal(),
+            "API-Sign": api_sign(path, body, nonce, self._secret.reveal()),
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        }
+        self.requests_sent += 1
+        try:
+            async with session.post(self._url + path, data=body.encode(), headers=headers) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except TimeoutError:
+            raise VenueError(
+                self._venue, f"{method}: no reply within {self._http_timeout_s:g} s", retryable=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise VenueError(
+                self._venue, f"{method}: transport error: {type(exc).__name__}: {redact(str(exc))}", retryable=True
+            ) from None
+        if status >= 500:
+            raise VenueError(self._venue, f"{method}: HTTP {status} {_excerpt(raw)}", retryable=True)
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if status == 429:
+                return _Reply(status, [], None)
+            raise VenueError(
+                self._venue, f"{method}: HTTP {status}, not JSON: {_excerpt(raw)}", retryable=status == 429
+            ) from None
+        errors = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+            raise VenueError(self._venue, f"{method}: HTTP {status}, not a Kraken reply", retryable=True)
+        if status != 200 and status != 429 and not errors:
+            raise VenueError(self._venue, f"{method}: HTTP {status}", retryable=False)
+        return _Reply(status, list(errors), payload.get("result"))
+
+
+def _excerpt(raw: bytes) -> str:
+    return redact(raw[:200].decode("utf-8", "replace")).strip()
+
+
+def _txid(result: Any) -> str | None:
+    if isinstance(result, dict):
+        txids = result.get("txid")
+        if isinstance(txids, list) and txids and isinstance(txids[0], str):
+            return txids[0]
+    return None
+
+
+def _percent(entry: Any) -> Decimal | None:
+    if not isinstance(entry, dict) or "fee" not in entry:
+        return None
+    try:
+        return Decimal(str(entry["fee"])) / 100
+    except InvalidOperation:
+        return None
+
+
+def _order_status(
+    status: str, vol: Decimal, vol_exec: Decimal, tif: TimeInForce | None, reason: str | None
+) -> OrderStatus | None:
+    """Kraken's order status (pending, open, closed, canceled, expired) as an :class:`OrderStatus`."""
+    if status in ("pending", "open"):
+        return OrderStatus.PARTIALLY_FILLED if vol_exec > 0 else OrderStatus.OPEN
+    if status == "closed":
+        if vol_exec >= vol:
+            return OrderStatus.FILLED
+        return OrderStatus.EXPIRED if tif is not TimeInForce.GTC else OrderStatus.CANCELLED
+    if status == "canceled":
+        user = reason is not None and "user" in reason.lower()
+        return OrderStatus.EXPIRED if tif is TimeInForce.IOC and not user else OrderStatus.CANCELLED
+    if status == "expired":
+        return OrderStatus.EXPIRED
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Paper trading with the account's fees
+# ------------------------------------------------------------------------------------------------
+
+
+class PaperTraderWithLiveFees:
+    """Paper trading (every order filled inside arbtui by :class:`PaperTrader`) while the REST client
+    only reads the account's fee rates: what ``live_fees`` asks for with keys in paper mode.
+
+    :class:`LiveVenue` asks its trader for live fees; a bare PaperTrader has none. This wrapper lets
+    it fetch them through Kraken's REST client without ever sending an order there."""
+
+    def __init__(self, paper: PaperTrader, rest: KrakenTrader) -> None:
+        self.paper = paper
+        self.rest = rest
+
+    async def start(self) -> None:
+        await self.rest.start()
+        await self.paper.start()
+
+    async def close(self) -> None:
+        await self.paper.close()
+        await self.rest.close()
+
+    def on_book(self, market: str, book: OrderBook) -> None:
+        self.paper.on_book(market, book)
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        return await self.paper.place_order(request)
+
+    async def cancel_order(self, client_order_id: str) -> OrderReport:
+        return await self.paper.cancel_order(client_order_id)
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        return await self.paper.order_status(client_order_id)
+
+    async def balances(self) -> Mapping[str, Decimal]:
+        return await self.paper.balances()
+
+    async def live_fees(self) -> Mapping[str, FeeSchedule]:
+        return await self.rest.live_fees()
+
+    def budgets(self) -> list[BudgetView]:
+        return self.rest.budgets()
+
+
+# ------------------------------------------------------------------------------------------------
+# The builder's entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def build_venue(
+    vc: VenueConfig,
+    listings: list[Listing],
+    markets: dict[str, Market],
+    clock: Clock,
+    credentials: Credentials | None,
+    *,
+    live: bool,
+    tap: Tap | None,
+) -> LiveVenue:
+    """A Kraken :class:`LiveVenue`: live trading through :class:`KrakenTrader` when ``live``, else paper
+    trading against the live books with ``[paper]`` balances. With complete credentials and
+    ``live_fees`` the account's fee rates replace the configured ones in both modes."""
+    real = vc.real
+    if real is None:
+        raise ValueError(f"venue {vc.name}: a kraken venue needs its real-venue settings")
+    feed = KrakenFeed(vc.name, listings, real.depth)
+    supervisor = SupervisorConfig(url=real.ws_url, stale_after_s=float(real.stale_after_s))  # float ok: a timeout
+    keys = credentials is not None and credentials.complete(KIND)
+    rest: KrakenTrader | None = None
+    if keys:
+        assert credentials is not None
+        rest = KrakenTrader(
+            vc.name, listings, markets, credentials, clock, rest_url=real.rest_url, rate_tier=real.rate_tier
+        )
+    venue_ref: list[LiveVenue] = []
+
+    def fees(market: str) -> FeeSchedule:
+        return venue_ref[0].fees(market) if venue_ref else vc.fees
+
+    trader: KrakenTrader | PaperTrader | PaperTraderWithLiveFees
+    if live:
+        if rest is None:
+            raise VenueError(vc.name, "live trading needs api_key and api_secret (ARBTUI_KRAKEN_API_KEY/_SECRET)")
+        trader = rest
+    else:
+        paper = PaperTrader(
+            vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms
+        )
+        trader = PaperTraderWithLiveFees(paper, rest) if rest is not None and real.live_fees else paper
+    venue = LiveVenue(
+        vc.name,
+        KIND,
+        listings,
+        feed,
+        supervisor,
+        trader,
+        vc.fees,
+        clock,
+        mode="live" if live else "paper",
+        use_live_fees=keys and real.live_fees,
+        tap=tap,
+    )
+    venue_ref.append(venue)
+    return venue
