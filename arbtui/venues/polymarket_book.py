@@ -5,8 +5,11 @@
 - each ``price_changes[]`` entry sets the new aggregate ``size`` at ``price`` ("0" removes it) on the
   bid side (``BUY``) or ask side (``SELL``) of its ``asset_id``; its ``best_bid`` / ``best_ask`` are
   the venue's top of book after the change and are cross-checked against the local book: the only
-  integrity check on this channel (no sequence, no checksum). A disagreement discards that asset's
-  book until a fresh ``book`` snapshot (resubscribe);
+  integrity check on this channel (no sequence, no checksum). The check is made once per asset, after
+  all of that asset's entries in the event are applied, against the last entry's values: that holds
+  whether the venue stamps each entry with the top after that entry or after the whole event (the doc
+  example has one entry per asset, so which one it does is not known). A disagreement discards that
+  asset's book until a fresh ``book`` snapshot (resubscribe);
 - ``tick_size_change`` updates the asset's tick (orders must be re-rounded to it);
 - prices and sizes are strings, sometimes without a leading zero (".48"), parsed as Decimal;
 - ``PONG`` (the answer to the client's text ``PING`` keep-alive) is not JSON and is not an error.
@@ -124,14 +127,17 @@ class PolymarketBooks:
     def _changes(
         self, changes: list[tuple[str, bool, Decimal, Decimal, Decimal | None, Decimal | None]], ts_ns: int
     ) -> list[str]:
-        out = []
+        tops: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # asset -> its last entry's top of book
         for asset, is_bid, price, size, best_bid, best_ask in changes:
             book = self.books.get(asset)
             if asset not in self.assets or book is None or asset in self.needs_resync:
                 continue
             level = [(price, size)]
             book.apply_update(level if is_bid else [], [] if is_bid else level, ts_ns)
-            if not self._agrees(book, best_bid, best_ask):
+            tops[asset] = (best_bid, best_ask)
+        out = []
+        for asset, (best_bid, best_ask) in tops.items():
+            if not self._agrees(self.books[asset], best_bid, best_ask):
                 self.integrity_failures += 1
                 self.needs_resync.add(asset)
                 del self.books[asset]

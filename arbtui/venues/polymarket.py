@@ -1,0 +1,1025 @@
+"""Polymarket CLOB: the market-channel book feed, the REST trader, and ``build_venue``.
+
+Wire facts (VENUES.md section 4, and the official clients it cites):
+
+- **Market data**: ``wss://ws-subscriptions-clob.polymarket.com/ws/market``; subscribe with the listings'
+  token ids (``{"assets_ids": [...], "type": "market"}``); frames are parsed by
+  :mod:`arbtui.venues.polymarket_book` (``book`` snapshots, ``price_change`` with its ``best_bid`` /
+  ``best_ask`` cross-check, ``tick_size_change``, arrays of events). The text ``PING`` keep-alive goes
+  every 10 s (``SupervisorConfig.keepalive_s``); the answer ``PONG`` is not an error. A book whose top
+  disagrees with the venue's is discarded and that asset alone is resubscribed
+  (``{"operation": "subscribe", "assets_ids": [token]}``); if no snapshot comes within
+  ``resync_timeout_s`` the whole connection is reconnected (which always brings fresh snapshots).
+- **Private REST** is authenticated with the L2 headers ``POLY_ADDRESS``, ``POLY_SIGNATURE``,
+  ``POLY_TIMESTAMP``, ``POLY_API_KEY``, ``POLY_PASSPHRASE``; the signature is :func:`l2_signature` over
+  ``timestamp + METHOD + path + body``, the body being the exact bytes sent (compact JSON) and the path
+  without its query string.
+- **Orders** are EIP-712 signed by Polymarket's own ``py_order_utils`` (never hand-written here): V1 CTF
+  Exchange orders, the exchange contract chosen by ``chain_id`` and the neg-risk flag. Amounts are
+  6-decimal integers from :func:`order_amounts` (py-clob-client's rounding rules), at the market's
+  *current* tick (``tick_size_change`` events win over ``GET /tick-size``, which wins over the config).
+  ``GET /version`` tells which order version the server expects; only V1 is signed here, and an order
+  for a V2 (or later) server is refused locally with a reason naming what is missing (Polymarket's V2
+  signer ships in ``py-clob-client-v2``, not in ``py_order_utils``).
+- **No client order ids.** Polymarket's order id is the order's EIP-712 hash. The salt is a
+  deterministic function of arbtui's client order id (:func:`order_salt`), so the hash, hence the venue's
+  order id, is known *before* the order is sent: after a lost reply ``order_status`` asks
+  ``GET /data/order/<hash>``. A resend of the same request signs the same order (same hash), which the
+  venue can only accept once. The hash lives in this process's memory: after a restart, an order placed
+  by an earlier process cannot be looked up by client order id (``order_status`` says so with a
+  non-retryable :class:`~arbtui.venues.base.VenueError`, never with ``UnknownOrder``).
+- **Results**: ``success: false`` / ``errorMsg`` / a 4xx ``{"error": ...}`` is a REJECTED report (an
+  FOK or FAK the book could not match is EXPIRED, as the venue killed it); 429, 5xx and transport
+  failures raise ``VenueError(retryable=True)``; a timeout is the caller's and never a rejection.
+  Every venue-provided text passes through :func:`~arbtui.venues.secrets.redact`.
+
+Unverified against the real venue (the loopback server implements these choices):
+
+- whether a dynamic ``{"operation": "subscribe"}`` for an already subscribed asset re-sends its
+  ``book`` (hence the reconnect fallback);
+- the exact HTTP status and text of order refusals (the FOK/FAK kill texts are py-clob-client's);
+- ``GET /data/order/<id>`` sizes are read as decimal shares (recorded responses show ``"100.0000"``;
+  an older doc page says 6-decimal fixed point) and statuses with or without the ``ORDER_STATUS_``
+  prefix; an unknown id is taken to answer 404 or an empty body;
+- ``makingAmount`` / ``takingAmount`` in the order reply are read as decimal amounts (USDC and
+  shares), and a trade's ``price`` as the taker's execution price; fills after the reply are rebuilt
+  from ``GET /data/trades?id=`` totals (falling back to the order's limit price, the worst case);
+- ``GET /fee-rate`` ``base_fee`` (basis points) is taken as the taker rate of the probability fee
+  model (``shares * rate * p * (1 - p)``, VENUES.md section 5), makers paying nothing; fees are
+  accounted in USDC;
+- ``GET /balance-allowance`` balances are 6-decimal integers; open orders' reservations are
+  subtracted locally to give free balances;
+- Polymarket's request rate limits (not in VENUES.md): the budget is ``rate_per_s`` requests per
+  second with a one-second burst, deliberately conservative.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
+
+import aiohttp
+import orjson
+from eth_account import Account
+from py_order_utils.builders import OrderBuilder
+from py_order_utils.builders.base_builder import BaseBuilder
+from py_order_utils.builders.exception import ValidationException
+from py_order_utils.model import BUY as UTILS_BUY
+from py_order_utils.model import SELL as UTILS_SELL
+from py_order_utils.model import Order, OrderData, SignedOrder
+from py_order_utils.signer import Signer
+
+from arbtui.config import RealVenueConfig, VenueConfig
+from arbtui.domain.book import OrderBook
+from arbtui.domain.clock import NS_PER_S, Clock
+from arbtui.domain.fees import FeeModel, FeeSchedule
+from arbtui.domain.instruments import Listing, Market
+from arbtui.domain.money import ZERO
+from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, OrderStatus, Side, TimeInForce
+from arbtui.venues.base import UnknownOrder, VenueError
+from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
+from arbtui.venues.live import LiveVenue, PaperTrader
+from arbtui.venues.polymarket_book import PolymarketBooks
+from arbtui.venues.ratelimit import BudgetView, RateBudget
+from arbtui.venues.secrets import Credentials, Secret, redact
+
+log = logging.getLogger(__name__)
+
+KIND = "polymarket"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+UNITS = Decimal(10) ** 6  # USDC and outcome tokens both have 6 decimals on chain
+KEEPALIVE_S = 10.0  # the market channel wants a text PING every 10 s
+SUPPORTED_ORDER_VERSION = 1
+
+# The V1 CTF Exchange contracts (py-clob-client config.py; py-clob-client-v2 config.py for Amoy's
+# neg-risk exchange, which older py-clob-client gave as 0xd91E80cF...).
+EXCHANGES: dict[tuple[int, bool], str] = {
+    (137, False): "0x4bFb41d5B3570DeFd03C39a9A4D8dE6Bd8B8982E",
+    (137, True): "0xC5d563A36AE78145C45a50134d48A1215220f80a",
+    (80002, False): "0xdFE02Eb6733538f8Ea35D585af8DE5958AD99E40",
+    (80002, True): "0xC5d563A36AE78145C45a50134d48A1215220f80a",
+}
+
+# tick -> decimals of (price, size, amount): py-clob-client order_builder/builder.py ROUNDING_CONFIG.
+ROUNDING: dict[Decimal, tuple[int, int, int]] = {
+    Decimal("0.1"): (1, 2, 3),
+    Decimal("0.01"): (2, 2, 4),
+    Decimal("0.001"): (3, 2, 5),
+    Decimal("0.0001"): (4, 2, 6),
+}
+
+_ORDER_TYPE = {TimeInForce.IOC: "FAK", TimeInForce.FOK: "FOK", TimeInForce.GTC: "GTC"}
+# The venue's words for an FOK / FAK that found nothing (enough) to match (py-clob-client, clob-client #68).
+_KILLED = ("fully filled or killed", "no orders found to match", "partially filled or killed")
+_ACTIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+# ------------------------------------------------------------------------------------------------
+# Stable public functions: authentication, amounts, order signing
+# ------------------------------------------------------------------------------------------------
+
+
+def l2_signature(secret: str, timestamp: str | int, method: str, request_path: str, body: str | None = None) -> str:
+    """The ``POLY_SIGNATURE`` header (VENUES.md 4.3): url-safe base64 of HMAC-SHA256, keyed by the
+    url-safe-base64-decoded API secret, over ``timestamp + method + request_path + body``.
+
+    ``body`` must be the exact text sent; ``request_path`` is the path without the query string.
+    """
+    key = base64.urlsafe_b64decode(secret)
+    message = f"{timestamp}{method}{request_path}{body or ''}"
+    return base64.urlsafe_b64encode(hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()).decode("ascii")
+
+
+def _side_of(side: Side | str) -> Side:
+    if isinstance(side, Side):
+        return side
+    upper = side.upper()
+    if upper not in ("BUY", "SELL"):
+        raise ValueError(f"side must be BUY or SELL, got {side!r}")
+    return Side.BUY if upper == "BUY" else Side.SELL
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def _round(value: Decimal, places: int, rounding: str) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=rounding)
+
+
+def price_valid(price: Decimal, tick_size: Decimal) -> bool:
+    """A price Polymarket accepts at ``tick_size``: on the tick, and ``tick <= price <= 1 - tick``."""
+    return tick_size <= price <= 1 - tick_size and price % tick_size == 0
+
+
+def order_amounts(side: Side | str, price: Decimal, size: Decimal, tick_size: Decimal) -> tuple[int, int]:
+    """(makerAmount, takerAmount) in 6-decimal units for a limit order (py-clob-client ``get_order_amounts``).
+
+    The size is rounded down to the tick's size decimals (2). A BUY gives USDC (``shares * price``)
+    for shares; a SELL gives shares for USDC. A product with more decimals than the tick's amount
+    precision is rounded up at ``amount + 4`` decimals, then down to ``amount`` (in exact Decimal
+    arithmetic on-tick prices never need it; the rule is kept as the reference client has it).
+    A price off ``tick_size`` (or outside ``[tick, 1 - tick]``) raises ValueError rather than being
+    silently rounded.
+    """
+    rounding = ROUNDING.get(tick_size)
+    if rounding is None:
+        raise ValueError(f"tick size {tick_size} is not one of Polymarket's {', '.join(map(str, ROUNDING))}")
+    _price_places, size_places, amount_places = rounding
+    if not price_valid(price, tick_size):
+        raise ValueError(f"price {price} is not a valid price at tick {tick_size}")
+    shares = _round(size, size_places, ROUND_FLOOR)
+    if shares <= 0:
+        raise ValueError(f"size {size} rounds down to nothing at {size_places} decimals")
+    notional = shares * price
+    if _places(notional) > amount_places:
+        notional = _round(notional, amount_places + 4, ROUND_CEILING)
+        if _places(notional) > amount_places:
+            notional = _round(notional, amount_places, ROUND_FLOOR)
+    shares_units, notional_units = shares * UNITS, notional * UNITS
+    assert shares_units == shares_units.to_integral_value() and notional_units == notional_units.to_integral_value()
+    if _side_of(side) is Side.BUY:
+        return int(notional_units), int(shares_units)
+    return int(shares_units), int(notional_units)
+
+
+def order_salt(client_order_id: str) -> int:
+    """The order's salt, derived from arbtui's client order id (so the order hash is known before sending).
+
+    48 bits of SHA-256: unique enough for one account's orders, and below 2**53 so that every JSON
+    reader (the venue's included) keeps it exact.
+    """
+    digest = hashlib.sha256(f"arbtui-polymarket-salt:{client_order_id}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
+def exchange_address(chain_id: int, neg_risk: bool) -> str:
+    """The V1 CTF Exchange that verifies orders on ``chain_id`` (the neg-risk exchange for neg-risk markets)."""
+    try:
+        return EXCHANGES[(chain_id, neg_risk)]
+    except KeyError:
+        raise ValueError(f"no Polymarket exchange known for chain {chain_id}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOrderV1:
+    """A signed V1 order: ``order`` is the wire dict (``SignedOrder.dict()``), ``order_hash`` its EIP-712
+    digest, which is the venue's order id."""
+
+    order: dict[str, Any]
+    order_hash: str
+
+
+def sign_order_v1(
+    private_key: str,
+    *,
+    chain_id: int,
+    neg_risk: bool,
+    salt: int,
+    token_id: str,
+    maker_amount: int,
+    taker_amount: int,
+    side: Side | str,
+    fee_rate_bps: int,
+    signature_type: int = 0,
+    maker: str | None = None,
+    nonce: int = 0,
+    expiration: int = 0,
+) -> SignedOrderV1:
+    """Build and sign a V1 order with ``py_order_utils`` (the key is used here and not kept).
+
+    ``maker`` is the funder (a proxy or safe for signature types 1 and 2); it defaults to the signer.
+    """
+    signer = Signer(private_key)
+    builder = OrderBuilder(exchange_address(chain_id, neg_risk), chain_id, signer, salt_generator=lambda: salt)
+    data = OrderData(
+        maker=maker or signer.address(),
+        taker=ZERO_ADDRESS,
+        tokenId=str(token_id),
+        makerAmount=str(maker_amount),
+        takerAmount=str(taker_amount),
+        side=UTILS_BUY if _side_of(side) is Side.BUY else UTILS_SELL,
+        feeRateBps=str(fee_rate_bps),
+        nonce=str(nonce),
+        signer=signer.address(),
+        expiration=str(expiration),
+        signatureType=signature_type,
+    )
+    try:
+        order = builder.build_order(data)
+    except ValidationException as exc:
+        raise ValueError(f"py_order_utils refused the order: {exc}") from None
+    order_hash = str(builder._create_struct_hash(order))  # the library's EIP-712 digest = the venue's order id
+    signature = str(builder.build_order_signature(order))
+    return SignedOrderV1(dict(SignedOrder(order, signature).dict()), order_hash)
+
+
+def order_hash_v1(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> str:
+    """The EIP-712 digest of a V1 order given as its wire dict (``"side"`` is ``"BUY"``/``"SELL"``)."""
+    struct = Order(
+        salt=int(order["salt"]),
+        maker=str(order["maker"]),
+        signer=str(order["signer"]),
+        taker=str(order["taker"]),
+        tokenId=int(order["tokenId"]),
+        makerAmount=int(order["makerAmount"]),
+        takerAmount=int(order["takerAmount"]),
+        expiration=int(order["expiration"]),
+        nonce=int(order["nonce"]),
+        feeRateBps=int(order["feeRateBps"]),
+        side=UTILS_BUY if order["side"] == "BUY" else UTILS_SELL,
+        signatureType=int(order["signatureType"]),
+    )
+    builder = BaseBuilder(exchange_address(chain_id, neg_risk), chain_id, None, None)
+    return str(builder._create_struct_hash(struct))
+
+
+def recover_order_signer(order_hash: str, signature: str) -> str:
+    """The address whose key produced ``signature`` over ``order_hash`` (checksummed)."""
+    digest = bytes.fromhex(order_hash.removeprefix("0x"))
+    return str(Account._recover_hash(digest, signature=bytes.fromhex(signature.removeprefix("0x"))))
+
+
+def address_of(private_key: str) -> str:
+    return str(Account.from_key(private_key).address)
+
+
+def fee_schedule_from_bps(base_fee_bps: int) -> FeeSchedule:
+    """The account's fee schedule from ``GET /fee-rate``'s ``base_fee`` (see the module docstring)."""
+    return FeeSchedule(ZERO, Decimal(base_fee_bps) / Decimal(10_000), FeeModel.PROBABILITY)
+
+
+# ------------------------------------------------------------------------------------------------
+# Market data
+# ------------------------------------------------------------------------------------------------
+
+
+class PolymarketFeed:
+    """The market channel for every listing (implements :class:`arbtui.venues.live.BookFeed`).
+
+    Books are keyed by canonical market (``Listing.market``); the venue keys them by token id
+    (``Listing.symbol``). ``tick(market)`` is the latest ``tick_size_change`` seen, if any.
+    """
+
+    def __init__(self, listings: Sequence[Listing], clock: Clock, *, resync_timeout_s: float = 10.0) -> None:
+        self.counters = FeedCounters()
+        self._clock = clock
+        self._market_of = {lst.symbol: lst.market for lst in listings}
+        self._token_of = {lst.market: lst.symbol for lst in listings}
+        self._books = PolymarketBooks(assets=set(self._market_of))
+        self._on_change: Callable[[str], None] = _ignore
+        self._link: FeedLink | None = None
+        self._pending: dict[str, int] = {}  # token -> when its fresh snapshot was asked for
+        self._resync_timeout_ns = int(resync_timeout_s * NS_PER_S)
+        self._malformed_seen = 0
+        self._integrity_seen = 0
+
+    # --- BookFeed ----------------------------------------------------------------------------
+    def set_on_change(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+
+    def book(self, market: str) -> OrderBook | None:
+        token = self._token_of.get(market)
+        return None if token is None else self._books.books.get(token)
+
+    def tick(self, market: str) -> Decimal | None:
+        token = self._token_of.get(market)
+        return None if token is None else self._books.ticks.get(token)
+
+    def resync(self, market: str, reason: str) -> None:
+        token = self._token_of.get(market)
+        if token is None:
+            return
+        log.info("polymarket: resync %s (%s)", market, reason)
+        self._books.books.pop(token, None)
+        self._books.needs_resync.add(token)
+        self._ask_snapshot(token)
+
+    def on_open(self, link: FeedLink) -> Sequence[str]:
+        self._link = link
+        self._books.books.clear()
+        self._books.needs_resync.clear()
+        self._pending.clear()
+        message = {"assets_ids": sorted(self._market_of), "type": "market"}
+        return [orjson.dumps(message).decode()]
+
+    def on_frame(self, raw: str | bytes, ts_ns: int) -> None:
+        try:
+            changed = self._books.on_raw(raw, ts_ns)
+        except Exception:  # noqa: BLE001 - the parser already counts what it knows; never raise out
+            log.exception("polymarket: frame handling failed")
+            self.counters.malformed += 1
+            return
+        books = self._books
+        c = self.counters
+        if books.malformed != self._malformed_seen:
+            c.malformed += books.malformed - self._malformed_seen
+            self._malformed_seen = books.malformed
+        if books.integrity_failures != self._integrity_seen:
+            c.integrity_failures += books.integrity_failures - self._integrity_seen
+            self._integrity_seen = books.integrity_failures
+            for token in books.needs_resync:
+                if token not in self._pending:  # a best_bid/best_ask disagreement just found
+                    self._ask_snapshot(token)
+        for token in changed:
+            self._pending.pop(token, None)
+            c.book_updates += 1
+            self._on_change(self._market_of[token])
+        if self._pending and self._link is not None:
+            oldest = min(self._pending.values())
+            if ts_ns - oldest > self._resync_timeout_ns:
+                self._pending.clear()
+                self._link.reconnect("no book snapshot after resubscribing")
+
+    def on_close(self) -> None:
+        self._link = None
+        self._books.books.clear()
+        self._pending.clear()
+
+    # --- internals ---------------------------------------------------------------------------
+    def _ask_snapshot(self, token: str) -> None:
+        self.counters.resyncs += 1
+        self._pending[token] = self._clock.now_ns()
+        if self._link is not None:
+            self._link.send(orjson.dumps({"operation": "subscribe", "assets_ids": [token]}).decode())
+
+
+def _ignore(_market: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Trading
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Order:
+    request: OrderRequest
+    token: str
+    order_id: str | None = None  # the order hash, known before sending
+    sent: bool = False
+    status: OrderStatus = OrderStatus.OPEN
+    reason: str | None = None
+    fills: list[Fill] = field(default_factory=list)
+    # what the fills add up to, per liquidity: (quantity, notional)
+    taker: tuple[Decimal, Decimal] = (ZERO, ZERO)
+    maker: tuple[Decimal, Decimal] = (ZERO, ZERO)
+    fee: Decimal = ZERO
+
+    @property
+    def filled(self) -> Decimal:
+        return self.taker[0] + self.maker[0]
+
+    @property
+    def notional(self) -> Decimal:
+        return self.taker[1] + self.maker[1]
+
+
+class PolymarketTrader:
+    """Order entry over Polymarket's REST API (implements :class:`arbtui.venues.live.Trader`).
+
+    ``fees(market)`` is the schedule fills are charged with (the venue's, once known); ``ticks(market)``
+    the feed's latest ``tick_size_change`` (None before one).
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        listings: Sequence[Listing],
+        markets: Mapping[str, Market],
+        real: RealVenueConfig,
+        credentials: Credentials | None,
+        clock: Clock,
+        fees: Callable[[str], FeeSchedule],
+        ticks: Callable[[str], Decimal | None] | None = None,
+        *,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        self._venue = venue
+        self._listings = {lst.market: lst for lst in listings}
+        self._markets = markets
+        self._real = real
+        self._rest = real.rest_url.rstrip("/")
+        self._clock = clock
+        self._fees = fees
+        self._ticks = ticks
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._key = credentials.get("private_key") if credentials else None
+        self._api_key = credentials.get("api_key") if credentials else None
+        self._api_secret = credentials.get("api_secret") if credentials else None
+        self._passphrase = credentials.get("api_passphrase") if credentials else None
+        self._address: str | None = None
+        rate = float(real.rate_per_s)  # float ok: a request budget, not money
+        self._budget = RateBudget(f"{venue}:rest", rate, rate, clock)
+        self._session: aiohttp.ClientSession | None = None
+        self._orders: dict[str, _Order] = {}
+        self._fee_bps: dict[str, int] = {}  # token -> base_fee
+        self._rest_ticks: dict[str, Decimal] = {}  # token -> GET /tick-size
+        self.order_version: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        if self._key is not None:
+            self._address = address_of(self._key.reveal())
+        try:  # read here so the first order does not wait for them; retried at the first order otherwise
+            await self._read_version()
+            for lst in self._listings.values():
+                await self._read_tick(lst.symbol)
+                await self._read_fee_bps(lst.symbol)
+        except VenueError as exc:
+            log.warning("%s: could not read the venue's parameters yet: %s", self._venue, exc)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def on_book(self, market: str, book: OrderBook) -> None:
+        return None
+
+    def budgets(self) -> list[BudgetView]:
+        return [self._budget.view()]
+
+    @property
+    def address(self) -> str | None:
+        """The signer's address (``POLY_ADDRESS``), known once started with a key."""
+        return self._address
+
+    # --- market parameters -------------------------------------------------------------------
+    async def live_fees(self) -> Mapping[str, FeeSchedule]:
+        out: dict[str, FeeSchedule] = {}
+        for market, lst in self._listings.items():
+            out[market] = fee_schedule_from_bps(await self._read_fee_bps(lst.symbol))
+        return out
+
+    async def _read_version(self) -> int:
+        status, payload = await self._request("GET", "/version", auth=False)
+        version = payload.get("version") if isinstance(payload, dict) else None
+        if status != 200 or not isinstance(version, int) or isinstance(version, bool):
+            raise VenueError(self._venue, f"GET /version answered {status}: {_text(payload)}")
+        self.order_version = version
+        return version
+
+    async def _read_fee_bps(self, token: str) -> int:
+        status, payload = await self._request("GET", "/fee-rate", params={"token_id": token}, auth=False)
+        raw = payload.get("base_fee", 0) if isinstance(payload, dict) else None
+        try:
+            bps = int(Decimal(str(raw or 0)))
+        except (InvalidOperation, ValueError):
+            bps = -1
+        if status != 200 or bps < 0:
+            raise VenueError(self._venue, f"GET /fee-rate answered {status}: {_text(payload)}")
+        self._fee_bps[token] = bps
+        return bps
+
+    async def _read_tick(self, token: str) -> Decimal:
+        status, payload = await self._request("GET", "/tick-size", params={"token_id": token}, auth=False)
+        raw = payload.get("minimum_tick_size") if isinstance(payload, dict) else None
+        try:
+            tick = Decimal(str(raw))
+        except InvalidOperation:
+            tick = ZERO
+        if status != 200 or tick not in ROUNDING:
+            raise VenueError(self._venue, f"GET /tick-size answered {status}: {_text(payload)}")
+        self._rest_ticks[token] = tick
+        return tick
+
+    def current_tick(self, market: str) -> Decimal:
+        """The tick orders must use now: the feed's latest change, else ``GET /tick-size``, else the config."""
+        lst = self._listings[market]
+        live = self._ticks(market) if self._ticks is not None else None
+        return live or self._rest_ticks.get(lst.symbol) or lst.tick_size
+
+    # --- orders ------------------------------------------------------------------------------
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        known = self._orders.get(request.client_order_id)
+        if known is not None:
+            return self._report(known)
+        lst = self._listings.get(request.market)
+        order = _Order(request, lst.symbol if lst else "")
+        self._orders[request.client_order_id] = order
+        if lst is None:
+            return self._reject(order, f"{request.market} is not listed on {self._venue}")
+        if self._key is None or self._api_key is None or self._api_secret is None or self._passphrase is None:
+            return self._reject(order, "live trading needs private_key, api_key, api_secret and api_passphrase")
+        if self._session is None:
+            return self._reject(order, "the trader is not started")
+        try:
+            version = self.order_version if self.order_version is not None else await self._read_version()
+            fee_bps = self._fee_bps.get(lst.symbol)
+            if fee_bps is None:
+                fee_bps = await self._read_fee_bps(lst.symbol)
+        except VenueError as exc:
+            return self._reject(order, f"not sent: the venue's order parameters are unavailable ({exc})")
+        if version != SUPPORTED_ORDER_VERSION:
+            return self._reject(
+                order,
+                f"not sent: the CLOB expects V{version} orders (GET /version); arbtui signs V1 orders only "
+                "(py_order_utils). V2 signing needs Polymarket's py-clob-client-v2 package, which is not a "
+                "dependency",
+            )
+        tick = self.current_tick(request.market)
+        try:
+            maker_amount, taker_amount = order_amounts(request.side, request.limit_price, request.quantity, tick)
+        except ValueError as exc:
+            return self._reject(order, f"not sent: {exc}")
+        if Decimal(maker_amount if request.side is Side.SELL else taker_amount) / UNITS != request.quantity:
+            return self._reject(order, f"not sent: size {request.quantity} has more than 2 decimals")
+        try:
+            signed = sign_order_v1(
+                self._key.reveal(),
+                chain_id=self._real.chain_id,
+                neg_risk=self._real.neg_risk,
+                salt=order_salt(request.client_order_id),
+                token_id=lst.symbol,
+                maker_amount=maker_amount,
+                taker_amount=taker_amount,
+                side=request.side,
+                fee_rate_bps=fee_bps,
+                signature_type=self._real.signature_type,
+                maker=self._real.funder,
+            )
+        except ValueError as exc:
+            return self._reject(order, f"not sent: {redact(str(exc))}")
+        order.order_id = signed.order_hash
+        body = {
+            "order": signed.order,
+            "owner": self._api_key.reveal(),
+            "orderType": _ORDER_TYPE[request.time_in_force],
+            "postOnly": False,
+        }
+        order.sent = True  # from here on the venue may have it: only the venue can say what happened
+        status, payload = await self._request("POST", "/order", body=body)
+        self._apply_reply(order, status, payload)
+        return self._report(order)
+
+    async def cancel_order(self, client_order_id: str) -> OrderReport:
+        order = self._known(client_order_id)
+        if order.status.is_final or order.order_id is None:
+            return self._report(order)
+        status, payload = await self._request("DELETE", "/order", body={"orderID": order.order_id})
+        if status != 200 or not isinstance(payload, dict):
+            raise VenueError(self._venue, f"DELETE /order answered {status}: {_text(payload)}")
+        canceled = payload.get("canceled") or []
+        refused = payload.get("not_canceled") or {}
+        if isinstance(refused, dict) and order.order_id in refused:
+            order.reason = f"cancel refused: {redact(str(refused[order.order_id]))}"
+        try:
+            await self._refresh(order)
+        except UnknownOrder:
+            if not isinstance(canceled, list) or order.order_id not in canceled:
+                raise
+        if isinstance(canceled, list) and order.order_id in canceled and not order.status.is_final:
+            self._finish(order, "cancelled")
+        return self._report(order)
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        order = self._known(client_order_id)
+        if order.status.is_final or order.order_id is None:
+            return self._report(order)
+        await self._refresh(order)
+        return self._report(order)
+
+    async def balances(self) -> Mapping[str, Decimal]:
+        sig = str(self._real.signature_type)
+        out: dict[str, Decimal] = {}
+        collateral = await self._balance({"asset_type": "COLLATERAL", "signature_type": sig})
+        for market in self._listings:
+            out[self._markets[market].quote] = collateral
+        for market, lst in self._listings.items():
+            params = {"asset_type": "CONDITIONAL", "token_id": lst.symbol, "signature_type": sig}
+            out[self._markets[market].base] = await self._balance(params)
+        for order in self._orders.values():  # the venue reports holdings; resting orders hold part of them
+            if order.sent and order.status in _ACTIVE:
+                req = order.request
+                m = self._markets[req.market]
+                left = req.quantity - order.filled
+                if req.side is Side.BUY:
+                    out[m.quote] = out.get(m.quote, ZERO) - left * req.limit_price
+                else:
+                    out[m.base] = out.get(m.base, ZERO) - left
+        return out
+
+    # --- internals: requests -----------------------------------------------------------------
+    def _known(self, client_order_id: str) -> _Order:
+        order = self._orders.get(client_order_id)
+        if order is None:
+            # Not UnknownOrder: Polymarket has no client order ids, so "never placed by this process"
+            # does not mean "the venue never received it" (an earlier process may have sent it).
+            raise VenueError(
+                self._venue,
+                f"order {client_order_id} was not placed by this process; Polymarket has no client order ids, "
+                "so its order hash is unknown here",
+            )
+        return order
+
+    def _l2_headers(self, method: str, path: str, body: str | None) -> dict[str, str]:
+        assert self._api_key is not None and self._api_secret is not None and self._passphrase is not None
+        assert self._address is not None
+        timestamp = str(self._clock.now_ns() // NS_PER_S)
+        return {
+            "POLY_ADDRESS": self._address,
+            "POLY_SIGNATURE": l2_signature(self._api_secret.reveal(), timestamp, method, path, body),
+            "POLY_TIMESTAMP": timestamp,
+            "POLY_API_KEY": self._api_key.reveal(),
+            "POLY_PASSPHRASE": self._passphrase.reveal(),
+        }
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        auth: bool = True,
+    ) -> tuple[int, Any]:
+        """One REST request: (HTTP status, parsed JSON or None). 429, 5xx and transport failures raise
+        a retryable VenueError; other statuses are the caller's to read."""
+        session = self._session
+        if session is None:
+            raise VenueError(self._venue, "the trader is not started", retryable=True)
+        text = None if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        await self._budget.acquire()
+        headers = {"Content-Type": "application/json"} if text is not None else {}
+        if auth:
+            if self._address is None:
+                raise VenueError(self._venue, "private requests need the credentials")
+            headers.update(self._l2_headers(method, path, text))
+        try:
+            async with session.request(
+                method,
+                self._rest + path,
+                params=params,
+                data=None if text is None else text.encode("utf-8"),
+                headers=headers,
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise VenueError(
+                self._venue, f"{method} {path}: {type(exc).__name__}: {redact(str(exc))}", retryable=True
+            ) from None
+        payload: Any
+        try:
+            payload = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            payload = raw[:200].decode("utf-8", "replace")
+        if status == 429 or status >= 500:
+            raise VenueError(self._venue, f"{method} {path}: HTTP {status}: {_text(payload)}", retryable=True)
+        return status, payload
+
+    async def _balance(self, params: Mapping[str, str]) -> Decimal:
+        status, payload = await self._request("GET", "/balance-allowance", params=params)
+        raw = payload.get("balance") if isinstance(payload, dict) else None
+        try:
+            units = Decimal(str(raw))
+        except InvalidOperation:
+            units = Decimal("NaN")
+        if status != 200 or not units.is_finite():
+            raise VenueError(self._venue, f"GET /balance-allowance answered {status}: {_text(payload)}")
+        return units / UNITS
+
+    # --- internals: order state --------------------------------------------------------------
+    def _reject(self, order: _Order, reason: str) -> OrderReport:
+        order.status = OrderStatus.REJECTED
+        order.reason = reason
+        return self._report(order)
+
+    def _apply_reply(self, order: _Order, status: int, payload: Any) -> None:
+        """What ``POST /order`` answered (see the module docstring for the mapping)."""
+        req = order.request
+        ok = status == 200 and isinstance(payload, dict) and payload.get("success") is True
+        message = ""
+        if isinstance(payload, dict):
+            message = str(payload.get("errorMsg") or payload.get("error") or "")
+        elif payload:
+            message = str(payload)
+        if not ok or message:
+            text = redact(message or f"HTTP {status}")
+            if "order_version_mismatch" in text:
+                self.order_version = None  # read again before the next order
+            if any(k in text.lower() for k in _KILLED) and req.time_in_force is not TimeInForce.GTC:
+                order.status, order.reason = OrderStatus.EXPIRED, text
+            else:
+                order.status, order.reason = OrderStatus.REJECTED, text
+            return
+        venue_id = payload.get("orderID")
+        if isinstance(venue_id, str) and venue_id and venue_id.lower() != (order.order_id or "").lower():
+            log.warning("%s: order %s: venue id %s is not the signed hash", self._venue, req.client_order_id, venue_id)
+            order.order_id = venue_id
+        making, taking = _amount(payload.get("makingAmount")), _amount(payload.get("takingAmount"))
+        shares, usdc = (taking, making) if req.side is Side.BUY else (making, taking)
+        if shares > order.taker[0]:
+            self._add_fill(order, Liquidity.TAKER, shares - order.taker[0], usdc - order.taker[1])
+        venue_status = str(payload.get("status", "")).lower()
+        if order.filled >= req.quantity:
+            order.status = OrderStatus.FILLED
+        elif venue_status == "matched" and order.filled > 0 and req.time_in_force is not TimeInForce.GTC:
+            order.status, order.reason = OrderStatus.EXPIRED, "FAK remainder killed by the venue"
+        elif req.time_in_force is TimeInForce.GTC and venue_status in ("live", "matched"):
+            order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+        else:
+            # An FAK/FOK left "live", "delayed" or "unmatched" (or an unknown status) is not final:
+            # the venue may still match it; order_status tells.
+            order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+            order.reason = f"venue status {venue_status or 'missing'}: not final yet"
+
+    async def _refresh(self, order: _Order) -> None:
+        """Bring ``order`` up to date from ``GET /data/order/<hash>`` (and its trades, for new fills)."""
+        assert order.order_id is not None
+        status, payload = await self._request("GET", f"/data/order/{order.order_id}")
+        if status == 404 or (status == 200 and not payload):
+            cid = order.request.client_order_id
+            raise UnknownOrder(self._venue, f"the venue has no order {order.order_id} ({cid})")
+        if status != 200 or not isinstance(payload, dict):
+            raise VenueError(self._venue, f"GET /data/order answered {status}: {_text(payload)}")
+        try:
+            matched = Decimal(str(payload.get("size_matched") or "0"))
+        except InvalidOperation:
+            raise VenueError(self._venue, f"unreadable size_matched {payload.get('size_matched')!r}") from None
+        if matched > order.filled:
+            trades = payload.get("associate_trades") or []
+            await self._catch_up(order, matched, trades if isinstance(trades, list) else [])
+        venue_status = str(payload.get("status", "")).upper().removeprefix("ORDER_STATUS_")
+        req = order.request
+        if order.filled >= req.quantity:
+            order.status = OrderStatus.FILLED
+        elif venue_status == "LIVE":
+            order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+        elif venue_status == "MATCHED":
+            if req.time_in_force is TimeInForce.GTC:  # a resting order is only MATCHED once complete
+                order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+            else:
+                self._finish(order, "FAK remainder killed by the venue")
+        elif venue_status in ("CANCELED", "CANCELLED"):
+            self._finish(order, order.reason or "cancelled")
+        elif venue_status == "CANCELED_MARKET_RESOLVED":
+            self._finish(order, "cancelled: the market resolved")
+        elif venue_status == "INVALID":
+            if order.filled:
+                self._finish(order, "the venue marked the order invalid")
+            else:
+                order.status, order.reason = OrderStatus.REJECTED, "the venue marked the order invalid"
+        else:
+            raise VenueError(self._venue, f"unexpected order status {redact(venue_status)!r}", retryable=True)
+
+    @staticmethod
+    def _finish(order: _Order, reason: str) -> None:
+        """The order is done with a remainder: CANCELLED for a GTC, EXPIRED for an FAK/FOK (killed)."""
+        gtc = order.request.time_in_force is TimeInForce.GTC
+        order.status = OrderStatus.CANCELLED if gtc else OrderStatus.EXPIRED
+        order.reason = reason
+
+    async def _catch_up(self, order: _Order, matched: Decimal, trade_ids: list[Any]) -> None:
+        """Fills the venue reports beyond those known: rebuilt from the order's trades (totals per
+        liquidity minus what is recorded, so fills stay append-only), else at the limit price."""
+        oid = (order.order_id or "").lower()
+        totals = {Liquidity.TAKER: (ZERO, ZERO), Liquidity.MAKER: (ZERO, ZERO)}
+        complete = bool(trade_ids)
+        for tid in trade_ids:
+            status, payload = await self._request("GET", "/data/trades", params={"id": str(tid)})
+            rows = payload.get("data") if isinstance(payload, dict) else payload
+            if status != 200 or not isinstance(rows, list):
+                complete = False
+                break
+            for row in rows:
+                part = _our_part(row, oid)
+                if part is not None:
+                    liq, qty, price = part
+                    q, n = totals[liq]
+                    totals[liq] = (q + qty, n + qty * price)
+        if complete and totals[Liquidity.TAKER][0] + totals[Liquidity.MAKER][0] == matched:
+            for liq, (qty, notional) in totals.items():
+                have = order.taker if liq is Liquidity.TAKER else order.maker
+                if qty > have[0]:
+                    self._add_fill(order, liq, qty - have[0], notional - have[1])
+            return
+        log.warning("%s: order %s: trades do not add up to %s; new fills at the limit price", self._venue, oid, matched)
+        req = order.request
+        delta = matched - order.filled
+        self._add_fill(order, Liquidity.TAKER, delta, delta * req.limit_price)
+
+    def _add_fill(self, order: _Order, liquidity: Liquidity, qty: Decimal, notional: Decimal) -> None:
+        if qty <= 0:
+            return
+        req = order.request
+        price = notional / qty
+        fee = self._fees(req.market).fee(price, qty, taker=liquidity is Liquidity.TAKER)
+        if liquidity is Liquidity.TAKER:
+            order.taker = (order.taker[0] + qty, order.taker[1] + notional)
+        else:
+            order.maker = (order.maker[0] + qty, order.maker[1] + notional)
+        order.fee += fee
+        order.fills.append(Fill(req.client_order_id, qty, price, fee, liquidity, self._clock.now_ns()))
+
+    def _report(self, order: _Order) -> OrderReport:
+        req = order.request
+        filled = order.filled
+        return OrderReport(
+            client_order_id=req.client_order_id,
+            venue=self._venue,
+            venue_order_id=order.order_id,
+            status=order.status,
+            quantity=req.quantity,
+            filled_quantity=filled,
+            average_price=order.notional / filled if filled else None,
+            fee=order.fee,
+            ts_ns=self._clock.now_ns(),
+            reason=order.reason,
+            fills=tuple(order.fills),
+        )
+
+
+def _amount(raw: Any) -> Decimal:
+    """A reply amount ("12.5", "", None) as a Decimal (0 when absent or unreadable)."""
+    if raw is None or raw == "":
+        return ZERO
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return ZERO
+    return value if value.is_finite() and value > 0 else ZERO
+
+
+def _our_part(row: Any, order_id: str) -> tuple[Liquidity, Decimal, Decimal] | None:
+    """Our order's share of one trade: as its taker, or as one of its makers."""
+    if not isinstance(row, dict):
+        return None
+    try:
+        if str(row.get("taker_order_id", "")).lower() == order_id:
+            return Liquidity.TAKER, Decimal(str(row["size"])), Decimal(str(row["price"]))
+        for maker in row.get("maker_orders") or []:
+            if isinstance(maker, dict) and str(maker.get("order_id", "")).lower() == order_id:
+                return Liquidity.MAKER, Decimal(str(maker["matched_amount"])), Decimal(str(maker["price"]))
+    except (KeyError, InvalidOperation):
+        return None
+    return None
+
+
+def _text(payload: Any) -> str:
+    """A venue answer for an error message: short, and with every known secret removed."""
+    if isinstance(payload, dict):
+        text = str(payload.get("error") or payload.get("errorMsg") or payload)
+    else:
+        text = str(payload)
+    return redact(text[:300])
+
+
+# ------------------------------------------------------------------------------------------------
+# Paper trading with the venue's fees
+# ------------------------------------------------------------------------------------------------
+
+
+class PaperTraderWithVenueFees:
+    """Paper orders (:class:`PaperTrader`), but the account's fee rates read from the venue: paper mode
+    with complete credentials and ``live_fees``. Nothing is ever sent to the venue but reads."""
+
+    def __init__(self, paper: PaperTrader, venue_client: PolymarketTrader) -> None:
+        self.paper = paper
+        self.venue_client = venue_client
+
+    async def start(self) -> None:
+        await self.paper.start()
+        await self.venue_client.start()
+
+    async def close(self) -> None:
+        await self.venue_client.close()
+        await self.paper.close()
+
+    def on_book(self, market: str, book: OrderBook) -> None:
+        self.paper.on_book(market, book)
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        return await self.paper.place_order(request)
+
+    async def cancel_order(self, client_order_id: str) -> OrderReport:
+        return await self.paper.cancel_order(client_order_id)
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        return await self.paper.order_status(client_order_id)
+
+    async def balances(self) -> Mapping[str, Decimal]:
+        return await self.paper.balances()
+
+    async def live_fees(self) -> Mapping[str, FeeSchedule]:
+        return await self.venue_client.live_fees()
+
+    def budgets(self) -> list[BudgetView]:
+        return self.venue_client.budgets()
+
+
+# ------------------------------------------------------------------------------------------------
+# The builder's entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def build_venue(
+    vc: VenueConfig,
+    listings: list[Listing],
+    markets: dict[str, Market],
+    clock: Clock,
+    credentials: Credentials | None,
+    *,
+    live: bool,
+    tap: Tap | None,
+) -> LiveVenue:
+    """A Polymarket venue: paper trading against the live books unless ``live``; with complete
+    credentials and ``live_fees`` the account's fee rates replace the configured ones in both modes."""
+    real = vc.real
+    if real is None:
+        raise ValueError(f"venue {vc.name} is not a real venue")
+    complete = credentials is not None and credentials.complete(KIND)
+    if live and not complete:
+        missing = [f for f in ("private_key", "api_key", "api_secret", "api_passphrase") if not _has(credentials, f)]
+        raise VenueError(vc.name, f"live trading needs the credentials {', '.join(missing)}")
+    feed = PolymarketFeed(listings, clock)
+    stale_s = float(real.stale_after_s)  # float ok: a timeout
+    supervisor = SupervisorConfig(url=real.ws_url, stale_after_s=stale_s, keepalive_s=min(KEEPALIVE_S, stale_s / 2))
+    holder: list[LiveVenue] = []
+
+    def fees(market: str) -> FeeSchedule:
+        return holder[0].fees(market) if holder else vc.fees
+
+    trader: PolymarketTrader | PaperTrader | PaperTraderWithVenueFees
+    if live:
+        trader = PolymarketTrader(vc.name, listings, markets, real, credentials, clock, fees, feed.tick)
+    else:
+        trader = PaperTrader(
+            vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms
+        )
+        if complete and real.live_fees:
+            trader = PaperTraderWithVenueFees(
+                trader, PolymarketTrader(vc.name, listings, markets, real, credentials, clock, fees, feed.tick)
+            )
+    venue = LiveVenue(
+        vc.name,
+        KIND,
+        listings,
+        feed,
+        supervisor,
+        trader,
+        vc.fees,
+        clock,
+        mode="live" if live else "paper",
+        use_live_fees=complete and real.live_fees,
+        tap=tap,
+    )
+    holder.append(venue)
+    return venue
+
+
+def _has(credentials: Credentials | None, name: str) -> bool:
+    return credentials is not None and isinstance(credentials.get(name), Secret)
