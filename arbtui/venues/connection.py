@@ -102,7 +102,18 @@ class NullLink:
 
 
 StatusCallback = Callable[[VenueStatus, str], None]
-Tap = Callable[[str, str, str | bytes, int], None]  # (venue, stream, raw, ts_ns)
+
+
+class Tap(Protocol):
+    """Sees a feed exactly as received (the session recorder)."""
+
+    def connected(self, venue: str, stream: str, ts_ns: int) -> None:
+        """A new connection opened: per-connection state (sequence numbers) starts again."""
+        ...
+
+    def frame(self, venue: str, stream: str, raw: str | bytes, ts_ns: int) -> None:
+        """One frame, before the handler sees it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +267,8 @@ class ConnectionSupervisor:
         while not self._outbox.empty():  # messages queued for a dead connection are stale
             self._outbox.get_nowait()
         self.counters.connects += 1
+        if self.tap is not None:
+            self.tap.connected(self.venue, self.stream, self._clock.now_ns())
         for message in self.handler.on_open(self):
             await ws.send(message)
         self._set_status(VenueStatus.CONNECTED, f"connected to {self.config.url}")
@@ -305,7 +318,7 @@ class ConnectionSupervisor:
                     if self.status is VenueStatus.STALE:
                         self._set_status(VenueStatus.CONNECTED, "data flowing again")
                     if self.tap is not None:
-                        self.tap(self.venue, self.stream, raw, ts)
+                        self.tap.frame(self.venue, self.stream, raw, ts)
                     self.handler.on_frame(raw, ts)
                 elif not done and self._clock.now_ns() - last_frame >= stale_ns:
                     self.counters.stale += 1

@@ -87,13 +87,21 @@ def make(venue_url: str, handler: Handler, **kw: object) -> tuple[ConnectionSupe
 async def test_subscribes_after_connect_and_counts_frames(venue: Venue) -> None:
     handler = Handler()
     taps: list[tuple[str, str, str | bytes]] = []
+
+    class Recorder:
+        def connected(self, venue: str, stream: str, ts_ns: int) -> None:
+            taps.append((venue, stream, "<connected>"))
+
+        def frame(self, venue: str, stream: str, raw: str | bytes, ts_ns: int) -> None:
+            taps.append((venue, stream, raw))
+
     sup, statuses = make(venue.url, handler)
-    sup.tap = lambda v, s, raw, ts: taps.append((v, s, raw))
+    sup.tap = Recorder()
     await sup.start()
     await until(lambda: len(handler.frames) == 1)
     assert venue.received == ["subscribe-1"]
     assert handler.frames == ["snapshot for subscribe-1"]
-    assert taps == [("v", "market", "snapshot for subscribe-1")]
+    assert taps == [("v", "market", "<connected>"), ("v", "market", "snapshot for subscribe-1")]
     assert sup.counters.frames == 1 and sup.counters.bytes == len("snapshot for subscribe-1")
     assert statuses[:2] == [VenueStatus.CONNECTING, VenueStatus.CONNECTED]
     await sup.stop()
