@@ -179,6 +179,7 @@ class LoopbackCoinbase:
             m.matching.dirty.clear()
             self._markets[symbol] = m
         self.interval_s = interval_ms / 1000
+        self.subscribe_deadline_s = SUBSCRIBE_DEADLINE_S  # Coinbase disconnects a silent client after 5 s
         if balances is None:
             assets = {a for m in self._markets.values() for a in (m.base, m.quote)}
             balances = {a: Decimal(1_000_000) if a in {"USD", "USDC", "EUR"} else Decimal(1_000) for a in assets}
@@ -424,7 +425,7 @@ class LoopbackCoinbase:
         conn = _Conn(ws, request)
         self._conns.add(conn)
         self.connections += 1
-        deadline = time.monotonic() + SUBSCRIBE_DEADLINE_S
+        deadline = time.monotonic() + self.subscribe_deadline_s
         try:
             while not ws.closed:
                 timeout = None if conn.subscribed else max(0.0, deadline - time.monotonic())
