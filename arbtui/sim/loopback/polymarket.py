@@ -1,0 +1,744 @@
+"""A loopback Polymarket CLOB: the market WebSocket channel and the REST API, on 127.0.0.1.
+
+Market channel (``ws://127.0.0.1:PORT/ws/market``), shapes as in VENUES.md 4.1:
+
+- a subscribe (``{"assets_ids": [...], "type": "market"}``, or later ``{"operation": "subscribe",
+  "assets_ids": [...]}``) is answered with one frame holding an array of ``book`` events, one per known
+  asset (bids ascending, asks descending: clients must sort); ``subscriptions`` counts them;
+- each book change is one ``price_change`` event (``market`` = a condition id made from the symbol)
+  whose ``price_changes[]`` entries carry the level's new size ("0" removes it) and the asset's
+  ``best_bid`` / ``best_ask`` after that entry (an empty side shows "0" for bids, "1" for asks);
+- :meth:`LoopbackPolymarket.change_tick` sends ``tick_size_change``; the text ``PING`` is answered
+  ``PONG`` (``pings`` counts them).
+
+REST (``http://127.0.0.1:PORT``): ``GET /version``, ``/fee-rate``, ``/tick-size``, ``/neg-risk``
+(public); ``POST /order``, ``DELETE /order``, ``GET /data/order/<id>``, ``GET /data/trades``,
+``GET /balance-allowance`` (L2). Every private request's L2 HMAC is checked with the test key, secret
+and passphrase (401 ``{"error": "Unauthorized/Invalid api key"}`` otherwise); an order's EIP-712
+signer is recovered from its signature (py_order_utils' struct hash, eth_account's recovery) and must
+be ``POLY_ADDRESS``; its ``feeRateBps`` must be the market's ``base_fee``; its price (from the amounts)
+must be on the current tick. Orders match against the server's book (a price-time
+:class:`~arbtui.sim.matching.MatchingBook` holding the generated market-maker quotes and resting client
+orders): FAK fills what it can (none at all is refused, as the venue does), FOK all or nothing, GTC
+rests and fills when the quotes move through it. Fills consume the book and show in the next frames;
+collateral and token balances are kept and checked (resting orders reserve them); takers pay
+``shares * base_fee/10000 * p * (1 - p)`` in USDC.
+
+Faults on demand, each for the next ``n`` frames or requests: :meth:`drop_connections`,
+:meth:`skip_frames`, :meth:`corrupt_frames` (a wrong ``best_bid``), :meth:`send_garbage`,
+:meth:`fail_requests`, :meth:`hang_requests`, :meth:`lose_replies` (the order is executed, the reply
+never comes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from arbtui.domain.clock import NS_PER_S, Clock, LiveClock
+from arbtui.domain.money import ZERO
+from arbtui.domain.orders import Side, TimeInForce
+from arbtui.sim.loopback.book_generator import BookGenerator, LoopbackMarket
+from arbtui.sim.matching import MatchingBook, MatchResult, Trade
+from arbtui.venues.polymarket import (
+    UNITS,
+    address_of,
+    l2_signature,
+    order_hash_v1,
+    price_valid,
+    recover_order_signer,
+)
+
+log = logging.getLogger(__name__)
+
+# Hardhat's account #0: a publicly known test key (VENUES.md 4.3), never a real account.
+TEST_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+WS_PATH = "/ws/market"
+MM = "mm"
+CLIENT = "client"
+UNAUTHORIZED = {"error": "Unauthorized/Invalid api key"}
+FOK_KILLED = "order couldn't be fully filled. FOK orders are fully filled or killed."
+FAK_KILLED = "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
+_L2 = ("POLY_ADDRESS", "POLY_SIGNATURE", "POLY_TIMESTAMP", "POLY_API_KEY", "POLY_PASSPHRASE")
+_TIF = {"FAK": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTC": TimeInForce.GTC, "GTD": TimeInForce.GTC}
+_GARBAGE = ("this is not json", '{"event_type": "book", "asset_id": 5}', "[1, 2, 3]", '{"hello": "world"}')
+
+
+def _wire(value: Decimal, *, bare: bool = False) -> str:
+    """A decimal as the venue writes it ("0.5", "200"); ``bare`` drops a leading zero (".48")."""
+    text = format(value.normalize(), "f") if value else "0"
+    return text[1:] if bare and text.startswith("0.") else text
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One market-channel client: its subscriptions, and its outbox (one writer keeps frames in order)."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    assets: set[str] = field(default_factory=set)
+    outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class _Market:
+    symbol: str
+    spec: LoopbackMarket
+    condition: str
+    generator: BookGenerator
+    tick: Decimal
+    matching: MatchingBook = field(default_factory=MatchingBook)
+    mm_orders: dict[tuple[Side, Decimal], int] = field(default_factory=dict)
+    bids: dict[Decimal, Decimal] = field(default_factory=dict)  # as last published
+    asks: dict[Decimal, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class _ClientOrder:
+    order_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    order_type: str
+    created_at: int
+    status: str = "LIVE"
+    matched: Decimal = ZERO
+    matching_id: int | None = None
+    trades: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.size - self.matched
+
+
+class LoopbackPolymarket:
+    """The loopback Polymarket server (see the module docstring; the uniform loopback API)."""
+
+    kind = "polymarket"
+
+    def __init__(
+        self,
+        markets: Mapping[str, LoopbackMarket],
+        *,
+        seed: int = 0,
+        interval_ms: int = 50,
+        balances: Mapping[str, Decimal] | None = None,
+        chain_id: int = 137,
+        neg_risk: bool = False,
+        fee_rate_bps: int = 0,
+        order_version: int = 1,
+        clock: Clock | None = None,
+    ) -> None:
+        self.interval_ms = interval_ms
+        self.chain_id = chain_id
+        self.neg_risk = neg_risk
+        self.fee_rate_bps = fee_rate_bps
+        self.order_version = order_version
+        self._clock = clock or LiveClock()
+        self.address = address_of(TEST_PRIVATE_KEY)
+        digest = hashlib.sha256(f"arbtui-loopback-polymarket:{seed}".encode()).digest()
+        self.api_key = str(uuid.UUID(bytes=digest[:16], version=4))
+        self.api_secret = base64.urlsafe_b64encode(digest).decode()
+        self.api_passphrase = hashlib.sha256(digest).hexdigest()[:32]
+        self.credentials: dict[str, str] = {
+            "private_key": TEST_PRIVATE_KEY,
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+            "api_passphrase": self.api_passphrase,
+        }
+        self._markets: dict[str, _Market] = {}
+        for symbol, spec in markets.items():
+            gen = spec.generator(random.Random(f"{seed}:{symbol}"))
+            condition = "0x" + hashlib.sha256(f"condition:{symbol}".encode()).hexdigest()
+            st = _Market(symbol, spec, condition, gen, spec.tick)
+            bids, asks = gen.snapshot()
+            self._quote(st, bids, asks)
+            st.bids, st.asks = self._levels(st)
+            self._markets[symbol] = st
+        start = balances if balances is not None else {"USDC": Decimal(1_000_000)}
+        self.collateral = Decimal(start.get("USDC", ZERO))
+        self.tokens: dict[str, Decimal] = {s: Decimal(start.get(s, Decimal(10_000))) for s in self._markets}
+        self._orders: dict[str, _ClientOrder] = {}
+        self._by_matching_id: dict[tuple[str, int], str] = {}
+        self._trades: dict[str, dict[str, Any]] = {}
+        self._trade_ids = itertools.count(1)
+        self._conns: set[_Conn] = set()
+        self.subscriptions = 0
+        self.pings = 0
+        self.orders_received = 0
+        self._skip = self._corrupt = self._garbage = self._hang = self._lose = 0
+        self._fail: list[int] = []
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self.ws_url = ""
+        self.rest_url = ""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application(middlewares=[self._faults])
+        app.router.add_get(WS_PATH, self._ws)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/fee-rate", self._fee_rate)
+        app.router.add_get("/tick-size", self._tick_size)
+        app.router.add_get("/neg-risk", self._neg_risk)
+        app.router.add_post("/order", self._post_order)
+        app.router.add_delete("/order", self._delete_order)
+        app.router.add_get("/data/order/{order_id}", self._get_order)
+        app.router.add_get("/data/trades", self._get_trades)
+        app.router.add_get("/balance-allowance", self._balance_allowance)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0][1]
+        self.ws_url = f"ws://{host}:{bound}{WS_PATH}"
+        self.rest_url = f"http://{host}:{bound}"
+        self._stopping.clear()
+        self._publisher = asyncio.create_task(self._publish_loop(), name=f"loopback-polymarket:{bound}")
+        self._publisher.add_done_callback(_log_failure)
+
+    async def stop(self) -> None:
+        self._stopping.set()  # hung and lost requests answer now
+        task, self._publisher = self._publisher, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for conn in list(self._conns):
+            await conn.ws.close(code=1001, message=b"server shutdown")
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def venue_table(self, taker_fee: str = "0.0010") -> dict[str, object]:
+        """A ``[venues.<name>]`` table for this server. The server's ``base_fee`` is set to ``taker_fee``
+        (in basis points) so that the configured and the venue's fee agree."""
+        bps = Decimal(taker_fee) * 10_000
+        if bps != bps.to_integral_value():
+            raise ValueError(f"taker_fee {taker_fee} is not a whole number of basis points")
+        self.fee_rate_bps = int(bps)
+        return {
+            "kind": "polymarket",
+            "fee_model": "probability",
+            "maker_fee": "0",
+            "taker_fee": taker_fee,
+            "ws_url": self.ws_url,
+            "rest_url": self.rest_url,
+            "chain_id": self.chain_id,
+            "signature_type": 0,
+            "neg_risk": self.neg_risk,
+        }
+
+    # --- faults ------------------------------------------------------------------------------
+    def drop_connections(self) -> None:
+        for conn in list(self._conns):
+            transport = conn.request.transport
+            if transport is not None:
+                transport.abort()
+
+    def skip_frames(self, n: int = 1) -> None:
+        self._skip += n
+
+    def corrupt_frames(self, n: int = 1) -> None:
+        self._corrupt += n
+
+    def send_garbage(self, n: int = 1) -> None:
+        self._garbage += n
+
+    def fail_requests(self, status: int, n: int = 1) -> None:
+        self._fail.extend([status] * n)
+
+    def hang_requests(self, n: int = 1) -> None:
+        self._hang += n
+
+    def lose_replies(self, n: int = 1) -> None:
+        self._lose += n
+
+    # --- inspection --------------------------------------------------------------------------
+    def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The server's current book (bids, asks), best first."""
+        return self._markets[symbol].matching.snapshot()
+
+    def change_tick(self, symbol: str, tick: Decimal) -> None:
+        """Change the market's tick (orders must follow) and announce it with ``tick_size_change``.
+        The quotes stay on their own grid."""
+        st = self._markets[symbol]
+        event = {
+            "event_type": "tick_size_change",
+            "asset_id": symbol,
+            "market": st.condition,
+            "old_tick_size": _wire(st.tick),
+            "new_tick_size": _wire(tick),
+            "timestamp": self._ms(),
+        }
+        st.tick = tick
+        self._broadcast(symbol, orjson.dumps(event).decode())
+
+    def free_collateral(self) -> Decimal:
+        held = sum((o.remaining * o.price for o in self._live() if o.side is Side.BUY), ZERO)
+        return self.collateral - held
+
+    def free_tokens(self, symbol: str) -> Decimal:
+        held = sum((o.remaining for o in self._live() if o.side is Side.SELL and o.symbol == symbol), ZERO)
+        return self.tokens[symbol] - held
+
+    # --- market data -------------------------------------------------------------------------
+    def _ms(self) -> str:
+        return str(self._clock.now_ns() // 1_000_000)
+
+    def _levels(self, st: _Market) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+        bids, asks = st.matching.snapshot()
+        return dict(bids), dict(asks)
+
+    def _quote(self, st: _Market, bids: list[tuple[Decimal, Decimal]], asks: list[tuple[Decimal, Decimal]]) -> None:
+        """The market makers requote the given levels (absolute sizes, 0 = withdraw): withdrawals first,
+        then new quotes, which may trade with resting client orders they cross."""
+        changes = [(Side.BUY, p, q) for p, q in bids] + [(Side.SELL, p, q) for p, q in asks]
+        for side, price, _qty in changes:
+            oid = st.mm_orders.pop((side, price), None)
+            if oid is not None:
+                st.matching.cancel(oid)
+        for side, price, qty in changes:
+            if qty > 0:
+                result = st.matching.submit(MM, side, price, qty, TimeInForce.GTC)
+                self._settle(st, result, None)
+                if result.rested is not None:
+                    st.mm_orders[(side, price)] = result.order_id
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_ms / 1000)
+            if self._garbage:
+                for conn in list(self._conns):
+                    for i in range(self._garbage):
+                        conn.outbox.put_nowait(_GARBAGE[i % len(_GARBAGE)])
+                self._garbage = 0
+            for st in self._markets.values():
+                bids, asks = st.generator.step()
+                self._quote(st, bids, asks)
+                self._publish(st)
+
+    def _publish(self, st: _Market) -> None:
+        """Send what changed in ``st``'s book since the last publication, as one ``price_change``."""
+        new_bids, new_asks = self._levels(st)
+        changes: list[tuple[str, Decimal, Decimal]] = []
+        for side, old, new in (("BUY", st.bids, new_bids), ("SELL", st.asks, new_asks)):
+            changes += [(side, p, q) for p, q in new.items() if old.get(p) != q]
+            changes += [(side, p, ZERO) for p in old if p not in new]
+        if not changes:
+            return
+        entries = []
+        for side, price, qty in changes:
+            levels = st.bids if side == "BUY" else st.asks
+            if qty:
+                levels[price] = qty
+            else:
+                levels.pop(price, None)
+            entries.append(
+                {
+                    "asset_id": st.symbol,
+                    "price": _wire(price),
+                    "size": _wire(qty),
+                    "side": side,
+                    "hash": hashlib.sha1(f"{st.symbol}:{side}:{price}:{qty}".encode()).hexdigest(),
+                    "best_bid": _wire(max(st.bids)) if st.bids else "0",
+                    "best_ask": _wire(min(st.asks)) if st.asks else "1",
+                }
+            )
+        if self._skip:
+            self._skip -= 1
+            return
+        if self._corrupt:
+            self._corrupt -= 1
+            last = entries[-1]
+            bid = Decimal(last["best_bid"])
+            last["best_bid"] = _wire(bid + st.tick if bid + st.tick < 1 else bid - st.tick)
+        event = {
+            "market": st.condition,
+            "price_changes": entries,
+            "timestamp": self._ms(),
+            "event_type": "price_change",
+        }
+        self._broadcast(st.symbol, orjson.dumps(event).decode())
+
+    def _broadcast(self, symbol: str, text: str) -> None:
+        for conn in self._conns:
+            if symbol in conn.assets:
+                conn.outbox.put_nowait(text)
+
+    async def _writer(self, conn: _Conn) -> None:
+        try:
+            while not conn.ws.closed:
+                await conn.ws.send_str(await conn.outbox.get())
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("loopback polymarket: a subscriber went away: %r", exc)
+
+    def _book_event(self, st: _Market) -> dict[str, Any]:
+        bids = sorted(st.bids.items())  # ascending, as in the doc's example
+        asks = sorted(st.asks.items(), reverse=True)
+        content = f"{st.symbol}:{bids}:{asks}"
+        return {
+            "event_type": "book",
+            "asset_id": st.symbol,
+            "market": st.condition,
+            "bids": [{"price": _wire(p, bare=True), "size": _wire(q)} for p, q in bids],
+            "asks": [{"price": _wire(p, bare=True), "size": _wire(q)} for p, q in asks],
+            "timestamp": self._ms(),
+            "hash": "0x" + hashlib.sha1(content.encode()).hexdigest(),
+        }
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        conn = _Conn(ws, request)
+        self._conns.add(conn)
+        writer = asyncio.create_task(self._writer(conn), name=f"loopback-polymarket-ws-writer:{id(conn)}")
+        writer.add_done_callback(_log_failure)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    self._on_message(conn, msg.data)
+        finally:
+            self._conns.discard(conn)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        return ws
+
+    def _on_message(self, conn: _Conn, text: str) -> None:
+        if text == "PING":
+            self.pings += 1
+            conn.outbox.put_nowait("PONG")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        assets = data.get("assets_ids") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(assets, list):
+            conn.outbox.put_nowait("INVALID OPERATION")
+            return
+        known = [a for a in assets if isinstance(a, str) and a in self._markets]
+        if data.get("operation") == "unsubscribe":
+            conn.assets.difference_update(known)
+            return
+        self.subscriptions += 1
+        conn.assets.update(known)
+        if known:
+            conn.outbox.put_nowait(orjson.dumps([self._book_event(self._markets[a]) for a in known]).decode())
+
+    # --- REST: plumbing ----------------------------------------------------------------------
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == WS_PATH:
+            response: web.StreamResponse = await handler(request)
+            return response
+        if self._fail:
+            status = self._fail.pop(0)
+            return _error(status, "Too Many Requests" if status == 429 else "Internal Server Error")
+        if self._hang:
+            self._hang -= 1
+            await self._stopping.wait()
+            return _error(503, "shutting down")
+        response = await handler(request)
+        return response
+
+    def _check_l2(self, request: web.Request, body: str | None) -> web.Response | None:
+        """None when the L2 headers are right, else the venue's 401."""
+        h = request.headers
+        if any(name not in h for name in _L2):
+            return _json(UNAUTHORIZED, 401)
+        if not (
+            hmac.compare_digest(h["POLY_API_KEY"], self.api_key)
+            and hmac.compare_digest(h["POLY_PASSPHRASE"], self.api_passphrase)
+            and h["POLY_ADDRESS"].lower() == self.address.lower()
+        ):
+            return _json(UNAUTHORIZED, 401)
+        try:
+            expected = l2_signature(self.api_secret, h["POLY_TIMESTAMP"], request.method, request.path, body or None)
+        except ValueError:
+            return _json(UNAUTHORIZED, 401)
+        if not hmac.compare_digest(expected, h["POLY_SIGNATURE"]):
+            return _json(UNAUTHORIZED, 401)
+        return None
+
+    def _market_of(self, request: web.Request) -> _Market | None:
+        return self._markets.get(request.query.get("token_id", ""))
+
+    # --- REST: public ------------------------------------------------------------------------
+    async def _version(self, request: web.Request) -> web.Response:
+        return _json({"version": self.order_version})
+
+    async def _fee_rate(self, request: web.Request) -> web.Response:
+        if self._market_of(request) is None:
+            return _error(404, "market not found")
+        return _json({"base_fee": self.fee_rate_bps})
+
+    async def _tick_size(self, request: web.Request) -> web.Response:
+        st = self._market_of(request)
+        if st is None:
+            return _error(404, "market not found")
+        return _json({"minimum_tick_size": float(st.tick)})  # float ok: the venue sends a JSON number
+
+    async def _neg_risk(self, request: web.Request) -> web.Response:
+        if self._market_of(request) is None:
+            return _error(404, "market not found")
+        return _json({"neg_risk": self.neg_risk})
+
+    # --- REST: orders ------------------------------------------------------------------------
+    async def _post_order(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        denied = self._check_l2(request, body)
+        if denied is not None:
+            return denied
+        self.orders_received += 1
+        response = self._place(request, body)
+        if self._lose:
+            self._lose -= 1
+            await self._stopping.wait()  # executed, but the reply is lost
+            return _error(503, "shutting down")
+        return response
+
+    def _place(self, request: web.Request, body: str) -> web.Response:
+        try:
+            payload = json.loads(body)
+            order = payload["order"]
+            owner, order_type = payload["owner"], payload["orderType"]
+            side = Side.BUY if order["side"] == "BUY" else Side.SELL if order["side"] == "SELL" else None
+            maker_amount, taker_amount = int(order["makerAmount"]), int(order["takerAmount"])
+            symbol, signature = str(order["tokenId"]), str(order["signature"])
+            order_id = order_hash_v1(order, self.chain_id, self.neg_risk)
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "Invalid order payload")
+        if owner != self.api_key:
+            return _error(400, "the order owner has to be the owner of the API KEY")
+        if side is None or order_type not in _TIF:
+            return _error(400, "Invalid order payload")
+        try:
+            signer = recover_order_signer(order_id, signature)
+        except (ValueError, TypeError) as exc:
+            log.debug("unrecoverable signature: %r", exc)
+            return _error(400, "invalid signature")
+        address = request.headers["POLY_ADDRESS"].lower()
+        if signer.lower() != str(order["signer"]).lower() or signer.lower() != address:
+            return _error(400, "invalid signature")
+        if int(order["signatureType"]) == 0 and str(order["maker"]).lower() != signer.lower():
+            return _error(400, "invalid signature")
+        st = self._markets.get(symbol)
+        if st is None:
+            return _error(400, "market not found")
+        if int(order["feeRateBps"]) != self.fee_rate_bps:
+            fee = order["feeRateBps"]
+            return _error(400, f"invalid fee rate ({fee}), current market's taker fee: {self.fee_rate_bps}")
+        if maker_amount <= 0 or taker_amount <= 0:
+            return _error(400, "invalid amounts")
+        usdc, shares = (maker_amount, taker_amount) if side is Side.BUY else (taker_amount, maker_amount)
+        size = Decimal(shares) / UNITS
+        price = Decimal(usdc) / Decimal(shares)
+        if not price_valid(price, st.tick):
+            return _error(400, f"invalid price ({_wire(price)}), min: {_wire(st.tick)} - max: {_wire(1 - st.tick)}")
+        if size % st.spec.lot:
+            return _error(400, f"invalid size ({_wire(size)}): not a multiple of {_wire(st.spec.lot)}")
+        if order_id in self._orders:
+            return _error(400, "order already exists")
+        free = self.free_collateral() if side is Side.BUY else self.free_tokens(symbol)
+        if free < (size * price if side is Side.BUY else size):
+            return _error(400, "not enough balance / allowance")
+        tif = _TIF[order_type]
+        book = st.matching
+        if tif is TimeInForce.FOK and book.available(side, price) < size:
+            return _error(400, FOK_KILLED)
+        if tif is TimeInForce.IOC and book.available(side, price) == 0:
+            return _error(400, FAK_KILLED)
+        client = _ClientOrder(order_id, symbol, side, price, size, order_type, self._clock.now_ns() // NS_PER_S)
+        self._orders[order_id] = client
+        result = book.submit(CLIENT, side, price, size, tif, tag=order_id)
+        client.matching_id = result.order_id
+        self._by_matching_id[(symbol, result.order_id)] = order_id
+        spent = self._settle(st, result, client)
+        if result.rested is None:
+            client.status = "MATCHED"
+        self._publish(st)
+        making, taking = (spent, client.matched) if side is Side.BUY else (client.matched, spent)
+        return _json(
+            {
+                "success": True,
+                "errorMsg": "",
+                "orderID": order_id,
+                "transactionsHashes": ["0x" + hashlib.sha256(t.encode()).hexdigest() for t in client.trades],
+                "status": "live" if result.rested is not None else "matched",
+                "takingAmount": _wire(taking) if client.matched else "",
+                "makingAmount": _wire(making) if client.matched else "",
+            }
+        )
+
+    def _settle(self, st: _Market, result: MatchResult, taker: _ClientOrder | None) -> Decimal:
+        """Record the trades of one submission and move balances; returns the taker's USDC."""
+        usdc = ZERO
+        rate = Decimal(self.fee_rate_bps) / 10_000
+        for trade in result.trades:
+            maker = self._client_maker(st, trade)
+            tid = f"{next(self._trade_ids)}"
+            now = self._clock.now_ns() // NS_PER_S
+            maker_orders = []
+            if maker is not None:
+                maker.matched += trade.quantity
+                maker.trades.append(tid)
+                if maker.remaining == 0:
+                    maker.status = "MATCHED"
+                self._move(maker.symbol, maker.side, trade.price, trade.quantity, ZERO)
+                maker_orders.append(
+                    {
+                        "order_id": maker.order_id,
+                        "owner": self.api_key,
+                        "maker_address": self.address,
+                        "matched_amount": _wire(trade.quantity),
+                        "price": _wire(trade.price),
+                        "fee_rate_bps": "0",
+                        "asset_id": st.symbol,
+                        "outcome": "Yes",
+                        "side": maker.side.name,
+                    }
+                )
+            taker_side = maker.side.opposite if maker is not None else (taker.side if taker else Side.BUY)
+            if taker is not None:
+                fee = trade.quantity * rate * trade.price * (1 - trade.price)
+                taker.matched += trade.quantity
+                taker.trades.append(tid)
+                usdc += trade.price * trade.quantity
+                self._move(st.symbol, taker.side, trade.price, trade.quantity, fee)
+            self._trades[tid] = {
+                "id": tid,
+                "taker_order_id": taker.order_id if taker is not None else f"mm-{result.order_id}",
+                "market": st.condition,
+                "asset_id": st.symbol,
+                "side": taker_side.name,
+                "size": _wire(trade.quantity),
+                "fee_rate_bps": str(self.fee_rate_bps),
+                "price": _wire(trade.price),
+                "status": "MATCHED",
+                "match_time": str(now),
+                "outcome": "Yes",
+                "owner": self.api_key if taker is not None else "",
+                "maker_address": self.address if maker is not None else "",
+                "trader_side": "TAKER" if taker is not None else "MAKER",
+                "maker_orders": maker_orders,
+            }
+        return usdc
+
+    def _client_maker(self, st: _Market, trade: Trade) -> _ClientOrder | None:
+        if trade.maker.owner != CLIENT:
+            return None
+        oid = self._by_matching_id.get((st.symbol, trade.maker.order_id))
+        return self._orders.get(oid) if oid is not None else None
+
+    def _move(self, symbol: str, side: Side, price: Decimal, qty: Decimal, fee: Decimal) -> None:
+        sign = 1 if side is Side.BUY else -1
+        self.tokens[symbol] += sign * qty
+        self.collateral -= sign * price * qty + fee
+
+    def _live(self) -> list[_ClientOrder]:
+        return [o for o in self._orders.values() if o.status == "LIVE"]
+
+    async def _delete_order(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        denied = self._check_l2(request, body)
+        if denied is not None:
+            return denied
+        try:
+            order_id = str(json.loads(body)["orderID"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "Invalid order payload")
+        order = self._orders.get(order_id)
+        if order is None:
+            return _json({"canceled": [], "not_canceled": {order_id: "order can't be found"}})
+        if order.status == "MATCHED":
+            return _json({"canceled": [], "not_canceled": {order_id: "matched orders can't be canceled"}})
+        if order.status != "LIVE":
+            return _json({"canceled": [], "not_canceled": {order_id: "order can't be found - already canceled"}})
+        st = self._markets[order.symbol]
+        if order.matching_id is not None:
+            st.matching.cancel(order.matching_id)
+        order.status = "CANCELED"
+        self._publish(st)
+        return _json({"canceled": [order_id], "not_canceled": {}})
+
+    async def _get_order(self, request: web.Request) -> web.Response:
+        denied = self._check_l2(request, None)
+        if denied is not None:
+            return denied
+        order = self._orders.get(request.match_info["order_id"])
+        if order is None:
+            return _error(404, "order not found")
+        return _json(
+            {
+                "id": order.order_id,
+                "status": order.status,
+                "owner": self.api_key,
+                "maker_address": self.address,
+                "market": self._markets[order.symbol].condition,
+                "asset_id": order.symbol,
+                "side": order.side.name,
+                "original_size": _wire(order.size),
+                "size_matched": _wire(order.matched),
+                "price": _wire(order.price),
+                "outcome": "Yes",
+                "expiration": "0",
+                "order_type": order.order_type,
+                "associate_trades": list(order.trades),
+                "created_at": order.created_at,
+            }
+        )
+
+    async def _get_trades(self, request: web.Request) -> web.Response:
+        denied = self._check_l2(request, None)
+        if denied is not None:
+            return denied
+        wanted = request.query.get("id")
+        rows = [t for tid, t in self._trades.items() if wanted is None or tid == wanted]
+        return _json({"data": rows, "next_cursor": "LTE=", "limit": 500, "count": len(rows)})
+
+    async def _balance_allowance(self, request: web.Request) -> web.Response:
+        denied = self._check_l2(request, None)
+        if denied is not None:
+            return denied
+        kind = request.query.get("asset_type", "")
+        if kind == "COLLATERAL":
+            amount = self.collateral
+        elif kind == "CONDITIONAL" and request.query.get("token_id", "") in self.tokens:
+            amount = self.tokens[request.query["token_id"]]
+        else:
+            return _error(400, "invalid asset_type / token_id")
+        units = str(int((amount * UNITS).to_integral_value()))
+        return _json({"balance": units, "allowance": "115792089237316195423570985008687907853269984665640564039457"})
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("loopback polymarket task failed", exc_info=exc)
+

@@ -1,0 +1,535 @@
+"""Polymarket connector: the published vectors, the feed's resync logic, and trading against the
+loopback server in live and paper mode.
+
+Vectors are copied here with their sources (tests never read /work/shared). The loopback server runs
+in this process on 127.0.0.1 with an ephemeral port; waiting is bounded polling with generous
+deadlines, never a fixed sleep standing in for an assertion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from decimal import ROUND_FLOOR, Decimal
+
+import orjson
+import pytest
+
+from arbtui.config import RealVenueConfig, SimVenueConfig, VenueConfig
+from arbtui.domain.book import OrderBook
+from arbtui.domain.clock import LiveClock, ManualClock
+from arbtui.domain.events import VenueStatus
+from arbtui.domain.fees import FeeModel, FeeSchedule
+from arbtui.domain.instruments import Listing, Market, MarketKind
+from arbtui.domain.orders import Liquidity, OrderRequest, OrderStatus, Side, TimeInForce
+from arbtui.sim.loopback.book_generator import LoopbackMarket
+from arbtui.sim.loopback.polymarket import LoopbackPolymarket
+from arbtui.venues.base import UnknownOrder, VenueError
+from arbtui.venues.connection import NullLink
+from arbtui.venues.live import LiveVenue
+from arbtui.venues.polymarket import (
+    PolymarketFeed,
+    PolymarketTrader,
+    build_venue,
+    exchange_address,
+    l2_signature,
+    order_amounts,
+    order_hash_v1,
+    order_salt,
+    recover_order_signer,
+    sign_order_v1,
+)
+from arbtui.venues.secrets import Credentials, Secret
+
+D = Decimal
+YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
+NO = "52114319501245915516055106046884209969926127482827954674443846427813813222426"
+DEADLINE_S = 20.0
+HARDHAT_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # public test key
+HARDHAT_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+LISTINGS = [
+    Listing("polymarket", "FED-YES", YES, D("0.01"), D("0.01"), D("1"), 2, 2),
+    Listing("polymarket", "FED-NO", NO, D("0.01"), D("0.01"), D("1"), 2, 2),
+]
+MARKETS = {
+    "FED-YES": Market("FED-YES", "FED-YES", "USDC", MarketKind.OUTCOME, "FED", "YES"),
+    "FED-NO": Market("FED-NO", "FED-NO", "USDC", MarketKind.OUTCOME, "FED", "NO"),
+}
+
+
+# --- vectors ------------------------------------------------------------------------------------
+
+
+def test_l2_signature_matches_the_official_clients_vector() -> None:
+    # py-clob-client tests/signing/test_hmac.py (the same value in TS clob-client tests/signing/hmac.test.ts)
+    secret = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    got = l2_signature(secret, "1000000", "test-sign", "/orders", '{"hash": "0x123"}')
+    assert got == "ZwAdJKvoYRlEKDkNMwd5BuwNNtg93kNaR_oU2HrfVvc="
+    assert l2_signature(secret, 1000000, "test-sign", "/orders", '{"hash": "0x123"}') == got
+    assert l2_signature(secret, "1000000", "GET", "/orders") == l2_signature(secret, "1000000", "GET", "/orders", "")
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "size", "tick", "maker", "taker"),
+    [  # py-clob-client tests/order_builder/test_builder.py: (side, price, size, tick) -> (makerAmount, takerAmount)
+        ("BUY", "0.5", "21.04", "0.1", 10520000, 21040000),
+        ("BUY", "0.56", "21.04", "0.01", 11782400, 21040000),
+        ("BUY", "0.78", "12.8205", "0.01", 9999600, 12820000),
+        ("SELL", "0.43", "19.1", "0.01", 19100000, 8213000),
+    ],
+)
+def test_order_amounts_match_the_reference_client(
+    side: str, price: str, size: str, tick: str, maker: int, taker: int
+) -> None:
+    assert order_amounts(side, D(price), D(size), D(tick)) == (maker, taker)
+    assert order_amounts(Side.BUY if side == "BUY" else Side.SELL, D(price), D(size), D(tick)) == (maker, taker)
+
+
+def test_order_amounts_refuse_prices_off_the_tick_or_out_of_range() -> None:
+    for price, tick in (("0.555", "0.01"), ("0", "0.01"), ("0.995", "0.01"), ("1", "0.001")):
+        with pytest.raises(ValueError, match="not a valid price"):
+            order_amounts("BUY", D(price), D("10"), D(tick))
+    with pytest.raises(ValueError, match="tick size"):
+        order_amounts("BUY", D("0.5"), D("10"), D("0.05"))
+    assert order_amounts("BUY", D("0.555"), D("10"), D("0.001")) == (5550000, 10000000)
+
+
+@pytest.mark.parametrize(
+    ("neg_risk", "digest", "signature"),
+    [  # python-order-utils tests/test_order_builder.py (chain 80002; the same signatures in
+        # py-clob-client-v2 tests/order_utils/test_exchange_order_builder_v1.py)
+        (
+            False,
+            "0x02ca1d1aa31103804173ad1acd70066cb6c1258a4be6dada055111f9a7ea4e55",
+            "0x302cd9abd0b5fcaa202a344437ec0b6660da984e24ae9ad915a592a90facf5a51bb8a873cd8d270f070217fea1986531d5eec66f1162a81f66e026db653bf7ce1c",
+        ),
+        (
+            True,
+            "0xf15790d3edc4b5aed427b0b543a9206fcf4b1a13dfed016d33bfb313076263b8",
+            "0x1b3646ef347e5bd144c65bd3357ba19c12c12abaeedae733cf8579bc51a2752c0454c3bc6b236957e393637982c769b8dc0706c0f5c399983d933850afd1cbcd1c",
+        ),
+    ],
+)
+def test_eip712_order_signatures_match_the_vectors_on_both_exchanges(
+    neg_risk: bool, digest: str, signature: str
+) -> None:
+    assert exchange_address(80002, neg_risk) == (
+        "0xC5d563A36AE78145C45a50134d48A1215220f80a" if neg_risk else "0xdFE02Eb6733538f8Ea35D585af8DE5958AD99E40"
+    )
+    signed = sign_order_v1(
+        HARDHAT_KEY,
+        chain_id=80002,
+        neg_risk=neg_risk,
+        salt=479249096354,
+        token_id="1234",
+        maker_amount=100000000,
+        taker_amount=50000000,
+        side="BUY",
+        fee_rate_bps=100,
+    )
+    assert signed.order_hash == digest
+    assert signed.order["signature"] == signature
+    assert signed.order["maker"] == signed.order["signer"] == HARDHAT_ADDRESS
+    assert signed.order["side"] == "BUY" and signed.order["salt"] == 479249096354
+    # what the loopback server checks: the hash from the wire dict, and the signer recovered from it
+    assert order_hash_v1(signed.order, 80002, neg_risk) == digest
+    assert recover_order_signer(digest, signature) == HARDHAT_ADDRESS
+
+
+def test_the_salt_is_a_stable_function_of_the_client_order_id() -> None:
+    assert order_salt("arb-1-e0") == order_salt("arb-1-e0")
+    assert order_salt("arb-1-e0") != order_salt("arb-1-e1")
+    assert 0 < order_salt("x") < 2**53  # exact as a JSON number anywhere
+
+
+# --- the feed, without a socket ------------------------------------------------------------------
+
+
+def _book_event(asset: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> dict[str, object]:
+    return {"event_type": "book", "asset_id": asset, "market": "0xabc", "timestamp": "1", "hash": "0x0",
+            "bids": [{"price": p, "size": s} for p, s in bids], "asks": [{"price": p, "size": s} for p, s in asks]}
+
+
+def _change(asset: str, price: str, size: str, side: str, best_bid: str, best_ask: str) -> dict[str, object]:
+    return {"event_type": "price_change", "market": "0xabc", "timestamp": "2", "price_changes": [
+        {"asset_id": asset, "price": price, "size": size, "side": side, "best_bid": best_bid, "best_ask": best_ask}]}
+
+
+def test_feed_subscribes_every_token_and_keys_books_by_market() -> None:
+    clock = ManualClock(1_000)
+    feed = PolymarketFeed(LISTINGS, clock)
+    changed: list[str] = []
+    feed.set_on_change(changed.append)
+    link = NullLink()
+    (sub,) = feed.on_open(link)
+    assert orjson.loads(sub) == {"assets_ids": sorted([YES, NO]), "type": "market"}
+    frame = orjson.dumps([_book_event(YES, [(".48", "30")], [(".52", "25")]), _book_event(NO, [], [(".50", "1")])])
+    feed.on_frame(frame, 1)
+    assert changed == ["FED-YES", "FED-NO"] and feed.counters.book_updates == 2
+    book = feed.book("FED-YES")
+    assert book is not None and book.best_bid() == (D("0.48"), D("30"))
+    assert feed.book("UNKNOWN") is None and feed.tick("FED-YES") is None
+    tick = {"event_type": "tick_size_change", "asset_id": YES, "market": "0xabc", "old_tick_size": "0.01",
+            "new_tick_size": "0.001", "timestamp": "3"}
+    feed.on_frame(orjson.dumps(tick), 2)
+    assert feed.tick("FED-YES") == D("0.001") and feed.tick("FED-NO") is None
+    feed.on_frame("PONG", 3)
+    for garbage in ("nope", b"\xff\xfe", "[1]", '{"event_type": "book"}'):
+        feed.on_frame(garbage, 4)
+    assert feed.counters.malformed == 4
+    feed.on_close()
+    assert feed.book("FED-YES") is None
+
+
+def test_a_top_of_book_disagreement_resubscribes_that_asset_and_recovers() -> None:
+    clock = ManualClock(1_000)
+    feed = PolymarketFeed(LISTINGS, clock, resync_timeout_s=5)
+    link = NullLink()
+    feed.on_open(link)
+    feed.on_frame(orjson.dumps([_book_event(YES, [(".48", "30")], [(".52", "25")]),
+                                _book_event(NO, [(".40", "1")], [(".60", "1")])]), 1)
+    feed.on_frame(orjson.dumps(_change(YES, "0.47", "10", "BUY", "0.49", "0.52")), 2)  # the venue says 0.49
+    assert feed.book("FED-YES") is None and feed.book("FED-NO") is not None
+    assert feed.counters.integrity_failures == 1 and feed.counters.resyncs == 1
+    assert [orjson.loads(m) for m in link.sent] == [{"operation": "subscribe", "assets_ids": [YES]}]
+    feed.on_frame(orjson.dumps(_change(YES, "0.47", "10", "BUY", "0.48", "0.52")), 3)  # ignored: no book yet
+    assert feed.book("FED-YES") is None
+    feed.on_frame(orjson.dumps([_book_event(YES, [(".49", "5")], [(".52", "25")])]), 4)
+    book = feed.book("FED-YES")
+    assert book is not None and book.best_bid() == (D("0.49"), D("5")) and not link.reconnects
+    # a crossed book found by LiveVenue: resync, and with no snapshot in time the connection is renewed
+    feed.resync("FED-NO", "crossed book")
+    assert feed.book("FED-NO") is None and feed.counters.resyncs == 2
+    clock.set(1_000 + 6 * 10**9)
+    feed.on_frame("PONG", clock.now_ns())
+    assert link.reconnects == ["no book snapshot after resubscribing"]
+
+
+# --- against the loopback server ------------------------------------------------------------------
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.books: dict[str, int] = {}
+        self.statuses: list[tuple[VenueStatus, str]] = []
+
+    def on_book(self, venue: str, market: str, book: OrderBook) -> None:
+        self.books[market] = self.books.get(market, 0) + 1
+
+    def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
+        self.statuses.append((status, detail))
+
+
+async def until(pred: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def levels(book: OrderBook | None) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]] | None:
+    return None if book is None else (book.bids.top(10_000), book.asks.top(10_000))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LoopbackPolymarket]:
+    # A still book (one move a minute): what a test reads from the server is what the order meets.
+    spec = LoopbackMarket("0.50", "0.01", "0.01", level_size="100", depth=8, spread_ticks=4, probability=True)
+    lb = LoopbackPolymarket({YES: spec, NO: spec}, seed=7, interval_ms=60_000)
+    await lb.start()
+    try:
+        yield lb
+    finally:
+        await lb.stop()
+
+
+def venue_config(lb: LoopbackPolymarket, *, taker_fee: str = "0.0100", **real: object) -> VenueConfig:
+    table = lb.venue_table(taker_fee)
+    cfg = RealVenueConfig(str(table["ws_url"]), str(table["rest_url"]), rate_per_s=D(1000), live_fees=False)
+    return VenueConfig(
+        "polymarket",
+        "polymarket",
+        FeeSchedule(D(0), D(taker_fee), FeeModel.PROBABILITY),
+        SimVenueConfig(),
+        real=replace(cfg, **real),  # type: ignore[arg-type]
+    )
+
+
+def credentials(lb: LoopbackPolymarket, **override: str) -> Credentials:
+    fields = {**lb.credentials, **override}
+    return Credentials("polymarket", {k: Secret(v) for k, v in fields.items()}, "test")
+
+
+async def connected(
+    lb: LoopbackPolymarket, *, live: bool = True, creds: Credentials | None | str = "server", **real: object
+) -> LiveVenue:
+    """A venue built from the server's table and connected; ``creds`` "server" = the server's test keys."""
+    vc = venue_config(lb, **real)  # type: ignore[arg-type]
+    keys = credentials(lb) if creds == "server" else creds
+    assert not isinstance(keys, str)
+    venue = build_venue(vc, LISTINGS, MARKETS, LiveClock(), keys, live=live, tap=None)
+    await venue.connect(Listener())
+    await until(lambda: levels(venue.book("FED-YES")) == lb.book(YES), "the first snapshot")
+    return venue
+
+
+def buy(cid: str, qty: Decimal, price: Decimal, tif: TimeInForce = TimeInForce.IOC) -> OrderRequest:
+    return OrderRequest(cid, "polymarket", "FED-YES", Side.BUY, qty, price, tif)
+
+
+def sell(cid: str, qty: Decimal, price: Decimal, tif: TimeInForce = TimeInForce.IOC) -> OrderRequest:
+    return OrderRequest(cid, "polymarket", "FED-YES", Side.SELL, qty, price, tif)
+
+
+async def test_fak_partial_fill_takes_the_level_and_the_books_show_it(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        (ask, ask_qty), (ask2, _) = server.book(YES)[1][:2]
+        report = await venue.place_order(buy("fak-1", ask_qty + D(5), ask))
+        assert report.status is OrderStatus.EXPIRED and report.filled_quantity == ask_qty
+        assert report.average_price == ask and report.reason and "killed" in report.reason
+        assert [(f.quantity, f.price, f.liquidity) for f in report.fills] == [(ask_qty, ask, Liquidity.TAKER)]
+        assert report.fee == ask_qty * D("0.01") * ask * (1 - ask)  # shares * rate * p * (1 - p)
+        assert report.venue_order_id is not None and report.venue_order_id.startswith("0x")
+        assert server.book(YES)[1][0][0] == ask2  # the level is gone on the server...
+        await until(lambda: levels(venue.book("FED-YES")) == server.book(YES), "the fill in the feed")
+        assert (await venue.order_status("fak-1")).status is OrderStatus.EXPIRED  # ...and in the next frames
+        assert server.collateral == D(1_000_000) - ask_qty * ask - report.fee
+    finally:
+        await venue.close()
+
+
+async def test_fok_fills_completely_or_not_at_all(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        (ask, ask_qty) = server.book(YES)[1][0]
+        before = server.book(YES)
+        killed = await venue.place_order(buy("fok-1", ask_qty + D(1), ask, TimeInForce.FOK))
+        assert killed.status is OrderStatus.EXPIRED and killed.filled_quantity == 0
+        assert killed.reason is not None and "fully filled or killed" in killed.reason
+        assert server.book(YES) == before
+        filled = await venue.place_order(buy("fok-2", ask_qty, ask, TimeInForce.FOK))
+        assert filled.status is OrderStatus.FILLED and filled.filled_quantity == ask_qty
+        assert filled.average_price == ask
+    finally:
+        await venue.close()
+
+
+async def test_gtc_rests_cancels_and_a_matched_order_is_not_cancelled(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    other = await connected(server)  # a second session of the same account takes the resting order
+    try:
+        (bid, _), (ask, _) = server.book(YES)[0][0], server.book(YES)[1][0]
+        low = bid - D("0.05")
+        rest = await venue.place_order(buy("gtc-1", D(7), low, TimeInForce.GTC))
+        assert rest.status is OrderStatus.OPEN and rest.filled_quantity == 0
+        await until(lambda: (b := venue.book("FED-YES")) is not None and b.bids.quantity_at(low) >= 7, "our bid")
+        cancelled = await venue.cancel_order("gtc-1")
+        assert cancelled.status is OrderStatus.CANCELLED and cancelled.filled_quantity == 0
+        assert (await venue.order_status("gtc-1")).status is OrderStatus.CANCELLED
+        # a resting sell inside the spread, then taken by someone else before we cancel it
+        inside = ask - D("0.01") if ask - bid > D("0.01") else ask
+        resting = await venue.place_order(sell("gtc-2", D(4), inside, TimeInForce.GTC))
+        assert resting.status in (OrderStatus.OPEN, OrderStatus.FILLED)
+        taken = await other.place_order(buy("take-1", D(4), inside))
+        assert taken.filled_quantity == 4
+        report = await venue.cancel_order("gtc-2")
+        assert report.status is OrderStatus.FILLED and report.filled_quantity == 4
+        assert report.reason == "cancel refused: matched orders can't be canceled"
+        assert [(f.quantity, f.price, f.liquidity) for f in report.fills] == [(D(4), inside, Liquidity.MAKER)]
+        assert report.fee == 0  # makers pay nothing
+    finally:
+        await other.close()
+        await venue.close()
+
+
+async def test_a_lost_reply_is_recovered_by_the_precomputed_order_hash(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        asks = server.book(YES)[1]
+        (p1, q1), (p2, _q2) = asks[0], asks[1]
+        server.lose_replies(1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(venue.place_order(buy("lost-1", q1 + D(2), p2)), 1.0)
+        assert server.orders_received == 1  # executed; only the answer is lost
+        report = await venue.order_status("lost-1")
+        assert report.venue_order_id in server._orders  # the hash we computed is the venue's id
+        assert report.status is OrderStatus.FILLED and report.filled_quantity == q1 + 2
+        assert report.average_price == (q1 * p1 + 2 * p2) / (q1 + 2)  # from the venue's trades, not the limit
+        assert sum(f.quantity for f in report.fills) == q1 + 2
+        again = await venue.order_status("lost-1")
+        assert again.fills == report.fills  # append-only: asking again adds nothing
+    finally:
+        await venue.close()
+
+
+async def test_throttling_and_server_errors_are_retryable_and_not_orders(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        for status in (429, 500):
+            server.fail_requests(status)
+            with pytest.raises(VenueError) as err:
+                await venue.place_order(buy(f"err-{status}", D(1), ask))
+            assert err.value.retryable and str(status) in str(err.value)
+            with pytest.raises(UnknownOrder):  # the venue never had it
+                await venue.order_status(f"err-{status}")
+        server.fail_requests(503)
+        with pytest.raises(VenueError) as err:
+            await venue.balances()
+        assert err.value.retryable
+    finally:
+        await venue.close()
+
+
+async def test_a_hung_request_is_the_callers_timeout_then_a_status_query(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        server.hang_requests(1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(venue.place_order(buy("hang-1", D(1), ask)), 0.5)
+        with pytest.raises(UnknownOrder):  # a timeout is not a rejection: the venue is asked, and never got it
+            await venue.order_status("hang-1")
+        with pytest.raises(VenueError, match="not placed by this process"):
+            await venue.order_status("never-sent")
+    finally:
+        await venue.close()
+
+
+async def test_bad_credentials_are_rejected_by_the_venue_and_never_shown(server: LoopbackPolymarket) -> None:
+    wrong = "A" * 43 + "="  # a valid url-safe base64 secret, not the server's
+    venue = await connected(server, creds=credentials(server, api_secret=wrong))
+    try:
+        report = await venue.place_order(buy("auth-1", D(1), server.book(YES)[1][0][0]))
+        assert report.status is OrderStatus.REJECTED and report.reason is not None and "Unauthorized" in report.reason
+        assert server.orders_received == 0
+        text = repr(report) + repr(venue.trader)
+        for value in (wrong, server.api_key, server.api_passphrase, server.credentials["private_key"]):
+            assert value not in text
+    finally:
+        await venue.close()
+
+
+async def test_a_v2_server_is_refused_before_anything_is_sent(server: LoopbackPolymarket) -> None:
+    server.order_version = 2
+    venue = await connected(server)
+    try:
+        report = await venue.place_order(buy("v2-1", D(1), server.book(YES)[1][0][0]))
+        assert report.status is OrderStatus.REJECTED and report.reason is not None
+        assert "V2" in report.reason and "py-clob-client-v2" in report.reason
+        assert server.orders_received == 0
+    finally:
+        await venue.close()
+
+
+async def test_orders_use_the_current_tick(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        price = server.book(YES)[0][0][0] - D("0.055")
+        early = await venue.place_order(buy("tick-1", D(1), price, TimeInForce.GTC))
+        assert early.status is OrderStatus.REJECTED and server.orders_received == 0  # refused locally
+        server.change_tick(YES, D("0.001"))
+        await until(lambda: venue.feed.tick("FED-YES") == D("0.001"), "the tick change")  # type: ignore[attr-defined]
+        late = await venue.place_order(buy("tick-2", D(1), price, TimeInForce.GTC))
+        assert late.status is OrderStatus.OPEN and server.orders_received == 1
+    finally:
+        await venue.close()
+
+
+async def test_balances_are_the_venues_less_what_resting_orders_hold(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask, qty = server.book(YES)[1][0]
+        filled = await venue.place_order(buy("bal-1", qty, ask))
+        assert filled.status is OrderStatus.FILLED
+        resting = await venue.place_order(sell("bal-2", D(3), ask + D("0.10"), TimeInForce.GTC))
+        assert resting.status is OrderStatus.OPEN
+        got = await venue.balances()
+        assert got["USDC"] == server.collateral.quantize(D("0.000001"), rounding=ROUND_FLOOR)  # 6 decimals on chain
+        assert got["FED-YES"] == D(10_000) + qty - 3  # 3 are held by the resting sell
+        assert got["FED-NO"] == D(10_000)
+        server.collateral = D(1)
+        poor = await venue.place_order(buy("bal-4", D(100), ask))
+        assert poor.status is OrderStatus.REJECTED and poor.reason == "not enough balance / allowance"
+    finally:
+        await venue.close()
+
+
+async def test_live_fee_rates_replace_the_configured_ones(server: LoopbackPolymarket) -> None:
+    vc = venue_config(server, taker_fee="0.0300", live_fees=True)
+    vc = replace(vc, fees=FeeSchedule(D(0), D("0.05"), FeeModel.PROBABILITY))  # the config says 5%
+    venue = build_venue(vc, LISTINGS, MARKETS, LiveClock(), credentials(server), live=True, tap=None)
+    await venue.connect(Listener())
+    try:
+        assert venue.fee_source == "venue"
+        assert venue.fees("FED-YES") == FeeSchedule(D(0), D("0.03"), FeeModel.PROBABILITY)
+        await until(lambda: venue.book("FED-YES") is not None, "a book")
+        ask, qty = server.book(YES)[1][0]
+        before = server.collateral
+        report = await venue.place_order(buy("fee-1", qty, ask))
+        assert report.fee == qty * D("0.03") * ask * (1 - ask)
+        assert before - server.collateral == qty * ask + report.fee  # the venue charged the same
+    finally:
+        await venue.close()
+
+
+async def test_paper_mode_fills_against_the_loopback_book_and_sends_nothing(server: LoopbackPolymarket) -> None:
+    paper = {"USDC": D(1000)}
+    venue = await connected(server, live=False, creds=None, paper_balances=paper)  # type: ignore[arg-type]
+    try:
+        assert venue.mode == "paper" and venue.fee_source == "config"
+        before = server.book(YES)
+        ask, qty = before[1][0]
+        report = await venue.place_order(buy("paper-1", min(qty, D(10)), ask))
+        assert report.status is OrderStatus.FILLED and report.average_price == ask
+        assert report.venue_order_id is not None and report.venue_order_id.startswith("PAPER-")
+        assert server.orders_received == 0 and server.book(YES) == before
+        balances = await venue.balances()
+        assert balances["USDC"] == D(1000) - report.filled_quantity * ask - report.fee
+    finally:
+        await venue.close()
+
+
+async def test_paper_mode_with_keys_reads_the_venues_fees(server: LoopbackPolymarket) -> None:
+    vc = venue_config(server, taker_fee="0.0200", live_fees=True, paper_balances={"USDC": D(100)})
+    vc = replace(vc, fees=FeeSchedule(D(0), D("0.07"), FeeModel.PROBABILITY))
+    venue = build_venue(vc, LISTINGS, MARKETS, LiveClock(), credentials(server), live=False, tap=None)
+    await venue.connect(Listener())
+    try:
+        assert venue.mode == "paper" and venue.fee_source == "venue"
+        assert venue.fees("FED-NO").taker_rate == D("0.02")
+        await until(lambda: venue.book("FED-YES") is not None, "a book")
+        ask = server.book(YES)[1][0][0]
+        report = await venue.place_order(buy("paper-fee", D(1), ask))
+        assert report.fee == D("0.02") * ask * (1 - ask) and server.orders_received == 0
+    finally:
+        await venue.close()
+
+
+async def test_live_mode_needs_every_credential(server: LoopbackPolymarket) -> None:
+    partial = Credentials("polymarket", {"api_key": Secret(server.api_key)}, "test")
+    with pytest.raises(VenueError, match="private_key"):
+        build_venue(venue_config(server), LISTINGS, MARKETS, LiveClock(), partial, live=True, tap=None)
+
+
+async def test_the_trader_reports_unlisted_markets_and_unstarted_use_as_rejections(server: LoopbackPolymarket) -> None:
+    vc = venue_config(server)
+    assert vc.real is not None
+    fees = FeeSchedule(D(0), D(0), FeeModel.PROBABILITY)
+    trader = PolymarketTrader("polymarket", LISTINGS, MARKETS, vc.real, credentials(server), LiveClock(), lambda m: fees)
+    report = await trader.place_order(buy("x-1", D(1), D("0.5")))
+    assert report.status is OrderStatus.REJECTED and report.reason == "the trader is not started"
+    await trader.start()
+    try:
+        assert trader.address == HARDHAT_ADDRESS and trader.order_version == 1
+        odd = OrderRequest("x-2", "polymarket", "BTC-USD", Side.BUY, D(1), D("0.5"))
+        assert (await trader.place_order(odd)).reason == "BTC-USD is not listed on polymarket"
+        fine = await trader.place_order(buy("x-3", D("1.005"), D("0.01"), TimeInForce.GTC))
+        assert fine.status is OrderStatus.REJECTED and fine.reason is not None and "2 decimals" in fine.reason
+    finally:
+        await trader.close()
