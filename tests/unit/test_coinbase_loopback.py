@@ -116,6 +116,10 @@ def same_book(feed_book: OrderBook | None, server_book: tuple[list[Any], list[An
     return feed_book is not None and (list(feed_book.bids), list(feed_book.asks)) == server_book
 
 
+def in_step(feed: Any, server: LoopbackCoinbase, market: str) -> Callable[[], bool]:
+    return lambda: same_book(feed.book(market), server.book(market))
+
+
 @pytest.fixture
 async def lively() -> AsyncIterator[LoopbackCoinbase]:
     server = LoopbackCoinbase(markets(), seed=3, interval_ms=20)
@@ -150,7 +154,7 @@ async def test_feed_books_equal_the_servers_and_subscriptions_carry_a_valid_jwt(
         feed = venue.feed
         assert isinstance(feed, CoinbaseFeed)
         for market in ("BTC-USD", "ETH-USD"):
-            await until(lambda m=market: same_book(feed.book(m), lively.book(m)), f"{market} equals the server's")  # type: ignore[misc]
+            await until(in_step(feed, lively, market), f"{market} equals the server's")
         assert lively.subscriptions == 2 and lively.ws_jwts_verified == 2 and lively.auth_failures == 0
         await until(lambda: feed.heartbeats >= 1, "a heartbeat")
         c = feed.counters
@@ -171,7 +175,7 @@ async def test_a_sequence_break_resubscribes_and_recovers(lively: LoopbackCoinba
         assert feed.counters.resyncs >= 1
         await until(lambda: lively.subscriptions > before, "a new level2 subscription")
         for market in ("BTC-USD", "ETH-USD"):
-            await until(lambda m=market: same_book(feed.book(m), lively.book(m)), f"{market} recovered")  # type: ignore[misc]
+            await until(in_step(feed, lively, market), f"{market} recovered")
         assert feed.counters.reconnects == 0  # recovered on the same connection
     finally:
         await venue.close()
@@ -287,8 +291,10 @@ async def test_gtc_partly_filled_rests_its_remainder(quiet: LoopbackCoinbase, li
 async def test_a_lost_reply_is_found_by_client_order_id(quiet: LoopbackCoinbase, live: LiveVenue) -> None:
     p1, q1 = quiet.book("BTC-USD")[1][0]
     quiet.lose_replies(1)
+    placing = asyncio.ensure_future(live.place_order(order("lost-1", Side.BUY, q1, p1, TimeInForce.IOC)))
+    await until(lambda: quiet.replies_lost == 1, "the order executed and its reply withheld")
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(live.place_order(order("lost-1", Side.BUY, q1, p1, TimeInForce.IOC)), 1.0)
+        await asyncio.wait_for(placing, 0.05)  # the caller's timeout: the reply will never come
     report = await live.order_status("lost-1")  # looked up with List Orders: the create reply never came
     assert report.status is OrderStatus.FILLED and report.filled_quantity == q1 and report.venue_order_id
     assert report.client_order_id == "lost-1" and report.fills[0].price == p1
@@ -297,8 +303,10 @@ async def test_a_lost_reply_is_found_by_client_order_id(quiet: LoopbackCoinbase,
 async def test_a_hung_request_times_out_and_the_order_is_unknown(quiet: LoopbackCoinbase, live: LiveVenue) -> None:
     asks = quiet.book("BTC-USD")[1]
     quiet.hang_requests(1)
+    placing = asyncio.ensure_future(live.place_order(order("hung-1", Side.BUY, D("0.1"), asks[0][0], TimeInForce.IOC)))
+    await until(lambda: quiet.requests_hung == 1, "the request held unanswered")
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(live.place_order(order("hung-1", Side.BUY, D("0.1"), asks[0][0], TimeInForce.IOC)), 1.0)
+        await asyncio.wait_for(placing, 0.05)
     with pytest.raises(UnknownOrder):
         await live.order_status("hung-1")  # never executed: the venue does not know it
     assert quiet.book("BTC-USD")[1] == asks

@@ -230,6 +230,8 @@ class LoopbackCoinbase:
         self.connections = 0
         self.frames_sent = 0
         self.requests = 0
+        self.requests_hung = 0  # requests held unanswered and unexecuted (hang_requests)
+        self.replies_lost = 0  # requests executed whose reply is withheld (lose_replies)
         self.auth_failures = 0
         self.last_auth_error: str | None = None
 
@@ -331,17 +333,22 @@ class LoopbackCoinbase:
 
     # --- market data -----------------------------------------------------------------------------
     async def _run(self) -> None:
+        """Book frames every ``interval_s``, heartbeats every second, whatever the interval."""
+        next_tick = time.monotonic() + self.interval_s
         next_heartbeat = time.monotonic() + HEARTBEAT_S
         while True:
-            await asyncio.sleep(self.interval_s)
-            if self._garbage > 0:
-                self._garbage -= 1
-                await self._broadcast_raw(GARBAGE[self._garbage % len(GARBAGE)])
-            for m in self._markets.values():
-                self._step(m)
-                await self._publish(m)
-            if time.monotonic() >= next_heartbeat:
-                next_heartbeat += HEARTBEAT_S
+            await asyncio.sleep(max(0.0, min(next_tick, next_heartbeat) - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = max(next_tick + self.interval_s, now)
+                if self._garbage > 0:
+                    self._garbage -= 1
+                    await self._broadcast_raw(GARBAGE[self._garbage % len(GARBAGE)])
+                for m in self._markets.values():
+                    self._step(m)
+                    await self._publish(m)
+            if now >= next_heartbeat:
+                next_heartbeat = max(next_heartbeat + HEARTBEAT_S, now)
                 await self._heartbeat()
 
     def _step(self, m: _Market) -> None:
@@ -551,6 +558,7 @@ class LoopbackCoinbase:
         self.requests += 1
         if self._hang > 0:
             self._hang -= 1
+            self.requests_hung += 1
             await self._stopping.wait()  # never answered, never executed
             raise web.HTTPServiceUnavailable()
         if self._fail:
@@ -569,6 +577,7 @@ class LoopbackCoinbase:
         response = await handler(request)
         if self._lose > 0:
             self._lose -= 1
+            self.replies_lost += 1
             await self._stopping.wait()  # executed, but the reply is lost
             raise web.HTTPServiceUnavailable()
         return response
