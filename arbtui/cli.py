@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arbtui import __version__
 from arbtui.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config, default_config_data, load_config
@@ -41,7 +41,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from arbtui.engine.builder import LiveRefused, RunOptions, check_run_options
     from arbtui.venues.secrets import SecretsError
 
-    options = RunOptions(live=args.live, secrets_file=Path(args.secrets) if args.secrets else None)
+    options = RunOptions(
+        live=args.live,
+        secrets_file=Path(args.secrets) if args.secrets else None,
+        record=Path(args.record) if args.record else None,
+    )
     try:
         check_run_options(config, options)
     except (LiveRefused, SecretsError) as exc:
@@ -120,6 +124,71 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+
+    from arbtui.replay.player import ReplayPlayer
+    from arbtui.replay.session_format import SessionError
+
+    config = None
+    if args.config:
+        try:
+            config = load_config(Path(args.config))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    speed = None if args.max or (args.headless and args.speed is None) else (args.speed or 1.0)
+    if speed is not None and speed <= 0:
+        print("--speed must be greater than 0", file=sys.stderr)
+        return 2
+    try:
+        if not args.headless:
+            player = ReplayPlayer(
+                Path(args.path), config=config, actions=args.actions, skip_bad=args.skip_bad, speed=speed
+            )
+            from arbtui.ui.app import ArbApp
+
+            app = ArbApp(player.config, engine=player.engine, clock=player.clock, replay=player)
+            app.run()
+            if app.engine_error is not None:
+                print(f"arbtui: the replay stopped with an error: {app.engine_error}", file=sys.stderr)
+                return 2 if isinstance(app.engine_error, SessionError) else 1
+            return 0
+        player = ReplayPlayer(Path(args.path), config=config, actions=args.actions, skip_bad=args.skip_bad, speed=speed)
+        summary = asyncio.run(_run_replay(player, progress=sys.stderr.isatty()))
+    except SessionError as exc:
+        print(f"arbtui: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        states = ", ".join(f"{k} {v}" for k, v in summary["pairs"]["by_state"].items()) or "none"
+        print(
+            f"{summary['frames']} frames in {summary['elapsed_s']} s ({summary['frames_per_s']} frames/s), "
+            f"{summary['opportunities']} opportunities, pairs: {states}, PnL {summary['pnl']}"
+        )
+    return 0
+
+
+async def _run_replay(player: Any, *, progress: bool) -> dict[str, Any]:
+    import asyncio
+
+    if not progress:
+        result: dict[str, Any] = await player.run()
+        return result
+    task = asyncio.create_task(player.run(), name="replay")
+    while not task.done():
+        await asyncio.sleep(0.2)
+        done = int(player.progress * 40)
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (40 - done)}] {player.stats.frames} frames")
+        sys.stderr.flush()
+    sys.stderr.write("\n")
+    summary: dict[str, Any] = await task
+    return summary
+
+
 def _cmd_screenshots(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -163,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
             "without it real venues trade on paper",
         )
         p.add_argument(
+            "--record",
+            metavar="PATH",
+            help="record the session (frames, orders, replies, actions) to PATH (JSON Lines; .gz compresses)",
+        )
+        p.add_argument(
             "--secrets",
             metavar="PATH",
             help="secrets file (TOML, mode 0600; default: [trading] secrets_file, else "
@@ -180,6 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default=DEFAULT_CONFIG_NAME, metavar="PATH")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(func=_cmd_init)
+    rp = sub.add_parser("replay", help="replay a recorded session through the engine (console or headless)")
+    rp.add_argument("path", metavar="PATH", help="the session file (.jsonl or .jsonl.gz)")
+    pace = rp.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, metavar="X", help="session time runs X times real time (console default: 1)"
+    )
+    pace.add_argument("--max", action="store_true", help="as fast as possible (the default when headless)")
+    rp.add_argument("--headless", action="store_true", help="no console: print a summary")
+    rp.add_argument("--json", action="store_true", help="headless: the summary as one JSON object")
+    rp.add_argument(
+        "--actions",
+        action="store_true",
+        help="re-apply the recorded operator actions and venue replies (reproduces the original pairs); "
+        "by default executions fill on paper against the replayed books",
+    )
+    rp.add_argument("--skip-bad", action="store_true", help="skip (and count) corrupt lines instead of stopping")
+    rp.add_argument("--config", metavar="PATH", help="replay with this configuration instead of the recorded one")
+    rp.set_defaults(func=_cmd_replay)
     shots = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the console's main states")
     shots.add_argument("out", nargs="?", default="screenshots", metavar="DIR")
     shots.set_defaults(func=_cmd_screenshots)

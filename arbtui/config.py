@@ -188,6 +188,15 @@ class Config:
     ui: UIConfig
     execution: ExecutionConfig = ExecutionConfig()
     trading: TradingConfig = TradingConfig()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the document as read
+
+    def effective_data(self) -> dict[str, Any]:
+        """The configuration as a TOML/JSON-ready document that :func:`parse_config` reads back to this
+        config (it never holds secrets: the reader refuses them)."""
+        data = dict(self.raw)
+        data["seed"] = self.seed
+        data["mode"] = self.mode
+        return data
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -739,7 +748,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     )
     if r.problems:
         raise ConfigError(source, r.problems)
-    return Config(source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui, execution, trading)
+    return Config(
+        source, mode, seed, tuple(venues), tuple(markets), detector, risk, ui, execution, trading, dict(data)
+    )
 
 
 def _refuse_secrets(r: _Reader, data: Any, path: str) -> None:

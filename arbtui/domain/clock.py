@@ -107,6 +107,12 @@ class ManualClock:
         self._now = target
         await self._settle()
 
+    def next_deadline(self) -> int | None:
+        """When the earliest pending sleeper wakes, or None if nobody sleeps."""
+        while self._waiters and self._waiters[0][2].done():
+            heapq.heappop(self._waiters)  # cancelled sleepers
+        return self._waiters[0][0] if self._waiters else None
+
     @property
     def pending_sleepers(self) -> int:
         return sum(1 for _, _, f in self._waiters if not f.done())

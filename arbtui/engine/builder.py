@@ -30,7 +30,8 @@ class RunOptions:
 
     live: bool = False
     secrets_file: Path | None = None
-    tap: Tap | None = None  # sees every market-data frame as received (the session recorder)
+    tap: Tap | None = None  # sees every market-data frame as received
+    record: Path | None = None  # start recording the session to this file at once (``--record``)
 
 
 class RealVenueBuilder(Protocol):
@@ -108,11 +109,17 @@ def build_engine(
     instruments = config.instruments()
     credentials = _credentials(config, options)
     mode = engine_mode(config, options, credentials)
+    from arbtui.replay.recorder import RecordingVenue, SessionRecorder
+
+    recorder = SessionRecorder(config, clock)
+    tap: Tap | None = recorder if recorder is not None else options.tap
     venues: list[Venue] = []
     drivers: list[tuple[str, Driver]] = []
     market: SimulatedMarket | None = None
     if any(v.kind == "simulated" for v in config.venues):
         market = SimulatedMarket(config, clock)
+        for sim in market.venues:
+            sim.tap = tap
         venues.extend(market.venues)
         drivers.append(("sim-market", market.run))
     for vc in config.venues:
@@ -130,11 +137,19 @@ def build_engine(
                     clock,
                     credentials.get(vc.name),
                     live=mode == "live",
-                    tap=options.tap,
+                    tap=tap,
                 )
             )
+    venues = [RecordingVenue(v, recorder) for v in venues]
+    recorder.venues = {v.name: v for v in venues}
+    recorder.mode = mode
     journal = Journal(journal_path if journal_path is not None else default_journal_path())
     if isinstance(clock, ManualClock):
         # Simulated time must not move while a journal write is in flight (deterministic runs).
         clock.add_settler(journal.wait_idle)
-    return Engine(config, clock, venues, journal, mode=mode, drivers=drivers), market
+    engine = Engine(config, clock, venues, journal, mode=mode, drivers=drivers)
+    engine.subscribe(recorder.on_event)
+    engine.recorder = recorder
+    if options.record is not None:
+        recorder.start(options.record)
+    return engine, market

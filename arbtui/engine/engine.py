@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from arbtui import __version__
 from arbtui.config import Config
@@ -59,6 +60,10 @@ class BookLadder:
     crossed: bool
 
 
+if TYPE_CHECKING:
+    from arbtui.replay.recorder import SessionRecorder
+
+
 class Engine:
     """One engine per process; every driver goes through it."""
 
@@ -75,6 +80,7 @@ class Engine:
         self.config = config
         self.clock = clock
         self.mode = mode
+        self.recorder: SessionRecorder | None = None  # set by the builder; records when started
         self.instruments: Instruments = config.instruments()
         self.venues: dict[str, Venue] = {v.name: v for v in venues}
         self._drivers = list(drivers)
@@ -155,6 +161,8 @@ class Engine:
             self._journal_open = False
             await self.journal.close()
         self._emit(EngineStopped(self.clock.now_ns(), reason))
+        if self.recorder is not None and self.recorder.active:
+            await asyncio.to_thread(self.recorder.stop)  # flushes the last buffer
         self._stopped.set()
 
     async def run(self) -> None:

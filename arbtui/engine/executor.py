@@ -297,6 +297,11 @@ class Executor:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    @property
+    def busy(self) -> bool:
+        """Whether any executor task (a pair, a cancel, a journal write) is still running."""
+        return bool(self._tasks)
+
     def in_flight(self) -> list[PairView]:
         return [p.view() for p in self.pairs.values() if not p.state.is_terminal]
 

@@ -17,6 +17,7 @@ from arbtui.config import Config
 from arbtui.domain.clock import Clock, LiveClock
 from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
+from arbtui.replay.player import ReplayPlayer
 from arbtui.ui.bridge import UIBridge
 from arbtui.ui.commands import ArbCommands
 from arbtui.ui.screens.error_screen import EngineErrorScreen
@@ -39,6 +40,7 @@ class ArbApp(App[None]):
         auto_refresh: bool = True,
         journal_path: Path | None = None,
         options: RunOptions | None = None,
+        replay: ReplayPlayer | None = None,
     ) -> None:
         """``auto_refresh=False`` leaves flushing to the caller (snapshot tests flush at a chosen time)."""
         super().__init__()
@@ -48,6 +50,7 @@ class ArbApp(App[None]):
         if engine is None:
             engine, _ = build_engine(config, self.clock, journal_path, options)
         self.engine = engine
+        self.replay = replay
         self.bridge = UIBridge(list(engine.venues))
         self._unsubscribe = engine.subscribe(self.bridge.on_event)
         self.engine_error: BaseException | None = None
@@ -63,6 +66,13 @@ class ArbApp(App[None]):
             self.set_interval(1 / self.config.ui.refresh_hz, self.flush, name="ui-flush")
 
     async def _run_engine(self) -> None:
+        if self.replay is not None:
+            started = asyncio.create_task(self.replay.started.wait(), name="replay-started")
+            started.add_done_callback(lambda _: self.engine_started.set())
+            await self.replay.run(stop_at_end=False)
+            self.notify("Replay finished: the final state stays on screen (q quits)")
+            await self.engine.run_until_stopped()
+            return
         await self.engine.start()
         self.engine_started.set()
         await self.engine.run_until_stopped()

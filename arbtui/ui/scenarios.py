@@ -52,8 +52,9 @@ async def _settle(pilot: Pilot[None], app: ArbApp) -> None:
 
 def _sim(app: ArbApp, venue: str) -> SimulatedVenue:
     v = app.engine.venues[venue]
-    assert isinstance(v, SimulatedVenue)
-    return v
+    inner = getattr(v, "inner", v)  # the session recorder's wrapper
+    assert isinstance(inner, SimulatedVenue)
+    return inner
 
 
 async def _select_paying(pilot: Pilot[None], app: ArbApp) -> None:

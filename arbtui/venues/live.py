@@ -96,8 +96,14 @@ class LiveVenue:
         use_live_fees: bool = False,
         tap: Tap | None = None,
         rng: random.Random | None = None,
+        fee_client: Trader | None = None,
+        replay: bool = False,
     ) -> None:
+        """``fee_client``: a REST client asked for the account's fee rates when the trader is not (paper
+        trading with keys present). ``replay``: no connection; a replay player drives ``feed``."""
         self._name = name
+        self._fee_client = fee_client
+        self.replay = replay
         self.kind = kind
         self.mode = mode
         self._listings = list(listings)
@@ -133,9 +139,15 @@ class LiveVenue:
         background (the status shows it); it does not stop the console from starting."""
         self._listener = listener
         await self.trader.start()
+        if self.replay:
+            self._on_status(VenueStatus.CONNECTED, "replay")
+            return
+        source = self._fee_client if self._fee_client is not None else self.trader
         if self._use_live_fees:
             try:
-                fees = await self.trader.live_fees()
+                if source is not self.trader:
+                    await source.start()
+                fees = await source.live_fees()
             except VenueError as exc:
                 listener.on_status(self._name, self._status, f"live fees unavailable, using config: {exc}")
             else:
@@ -147,6 +159,8 @@ class LiveVenue:
     async def close(self) -> None:
         await self.supervisor.stop()
         await self.trader.close()
+        if self._fee_client is not None and self._fee_client is not self.trader:
+            await self._fee_client.close()
         self._listener = None
 
     def book(self, market: str) -> OrderBook | None:

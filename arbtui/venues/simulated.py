@@ -38,6 +38,8 @@ from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, Ord
 from arbtui.sim.matching import MatchingBook, MatchResult, Trade
 from arbtui.sim.price_process import Noise
 from arbtui.venues.base import UnknownOrder, VenueError, VenueListener
+from arbtui.venues.connection import Tap
+from arbtui.venues.sim_feed import render_frame
 
 MM = "mm"
 CLIENT = "client"
@@ -120,6 +122,7 @@ class SimulatedVenue:
         self._venue_ids = 0
         self.orders_received = 0
         self.frames_published = 0
+        self.tap: Tap | None = None  # the session recorder: every published change as a frame
 
     # --- Venue protocol ----------------------------------------------------------------------
     @property
@@ -139,6 +142,8 @@ class SimulatedVenue:
         self._closed.clear()
         self._set_status(VenueStatus.CONNECTED, "simulated")
         now = self._clock.now_ns()
+        if self.tap is not None:
+            self.tap.connected(self.name, "market", now)
         for st in self._state.values():
             self._refresh(st, now)
 
@@ -451,8 +456,21 @@ class SimulatedVenue:
             return
         st.book.apply_update(bids, asks, now_ns)
         self.frames_published += 1
+        if self.tap is not None:
+            self.tap.frame(self.name, "market", render_frame(st.listing.market, bids, asks, snapshot=first), now_ns)
         if self._listener is not None:
             self._listener.on_book(self.name, st.listing.market, st.book)
+
+    def record_snapshots(self) -> None:
+        """A recording starts mid-session: give it a connection boundary and every book in full."""
+        if self.tap is None:
+            return
+        now = self._clock.now_ns()
+        self.tap.connected(self.name, "market", now)
+        for st in self._state.values():
+            if st.book.last_update_ns is not None:
+                frame = render_frame(st.listing.market, list(st.book.bids), list(st.book.asks), snapshot=True)
+                self.tap.frame(self.name, "market", frame, now)
 
     def _set_status(self, status: VenueStatus, detail: str) -> None:
         self._status = status

@@ -229,6 +229,7 @@ class Run:
     def sim(self, name: str) -> SimulatedVenue:
         venue = self.engine.venues[name]
         inner = venue.inner if isinstance(venue, DelegatingVenue) else venue
+        inner = getattr(inner, "inner", inner)  # the session recorder's wrapper
         assert isinstance(inner, SimulatedVenue)
         return inner
 

@@ -21,12 +21,14 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from arbtui.domain.events import Spread
 from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.replay.session_format import default_session_path
 from arbtui.ui.screens.ask_screen import AskScreen
 from arbtui.ui.screens.confirm_screen import ConfirmScreen
 from arbtui.ui.screens.simulation_screen import SimulationScreen
 from arbtui.ui.widgets.analytics_pane import AnalyticsPane
 from arbtui.ui.widgets.books_pane import BooksPane
 from arbtui.ui.widgets.pairs_pane import PairsPane
+from arbtui.ui.widgets.replay_bar import ReplayBar
 from arbtui.ui.widgets.spreads_table import SpreadsTable
 from arbtui.ui.widgets.status_header import StatusHeader
 
@@ -48,6 +50,11 @@ class MainScreen(Screen[None]):
         Binding("R", "resume", "Resume", id="resume", tooltip="Release the kill switch"),
         Binding("A", "toggle_armed", "Arm", id="arm", tooltip="Toggle ARMED: the engine confirms by itself"),
         Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume spread detection"),
+        Binding("r", "toggle_record", "Record", id="record", tooltip="Start or stop recording this session to a file"),
+        Binding("space", "replay_pause", "Play/Pause", id="replay-pause", tooltip="Replay: pause or play"),
+        Binding("plus", "replay_speed(2)", "Faster", id="replay-faster", tooltip="Replay: double the speed"),
+        Binding("minus", "replay_speed(0.5)", "Slower", id="replay-slower", tooltip="Replay: halve the speed"),
+        Binding("full_stop", "replay_step", "Step", id="replay-step", tooltip="Replay (paused): play one event"),
         Binding(
             "tab", "next_pane", "Next pane", id="next-pane", tooltip="Move to the next pane", show=False, priority=True
         ),
@@ -76,6 +83,8 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         engine = self._arb.engine
         yield StatusHeader(id="status")
+        if self._arb.replay is not None:
+            yield ReplayBar(id="replay-bar")
         with Vertical(id="body"):
             table = SpreadsTable(engine.instruments, id="spreads", classes="pane -current")
             table.border_title = "Spreads (net of taker fees and slippage buffer)"
@@ -129,9 +138,54 @@ class MainScreen(Screen[None]):
             return True if engine.executor.halted else None
         if action == "toggle_armed":
             return True if not engine.executor.halted or engine.executor.armed else None
+        replay = self._arb.replay
+        if action in ("replay_pause", "replay_speed"):
+            return True if replay is not None else False  # hidden outside a replay
+        if action == "replay_step":
+            return (True if not replay.paused.is_set() else None) if replay is not None else False
+        if action == "toggle_record":
+            return True if engine.recorder is not None and replay is None else False
         return True
 
     # --- actions -------------------------------------------------------------------------------
+    def action_replay_pause(self) -> None:
+        replay = self._arb.replay
+        if replay is not None:
+            paused = replay.toggle_pause()
+            self.notify("Replay paused: . plays one event" if paused else "Replay playing")
+            self.refresh_bindings()
+            self._arb.request_flush()
+
+    def action_replay_speed(self, factor: float) -> None:
+        replay = self._arb.replay
+        if replay is None:
+            return
+        current = replay.speed if replay.speed is not None else 64.0
+        replay.set_speed(min(1024.0, max(1 / 16, current * factor)))
+        self._arb.request_flush()
+
+    def action_replay_step(self) -> None:
+        if self._arb.replay is not None:
+            self._arb.replay.step()
+            self._arb.request_flush()
+
+    def action_toggle_record(self) -> None:
+        recorder = self._arb.engine.recorder
+        if recorder is None:
+            return
+        if recorder.active:
+            path = recorder.stop()
+            self.notify(f"Recording saved: {path} ({recorder.events} events)")
+        else:
+            path = default_session_path(self._arb.clock.now_ns())
+            try:
+                recorder.start(path)
+            except OSError as exc:
+                self.notify(f"Cannot record to {path}: {exc.strerror}", severity="error")
+                return
+            self.notify(f"Recording to {path}")
+        self._arb.request_flush()
+
     def action_confirm(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         spread = self.selected_spread()
@@ -322,6 +376,8 @@ class MainScreen(Screen[None]):
         except NoMatches:  # still composing, or already tearing down
             return
         self.query_one(StatusHeader).show(engine, now, bridge)
+        if arb.replay is not None:
+            self.query_one(ReplayBar).show(arb.replay, now)
         refusals = {}
         for key, spread in bridge.spreads.items():
             if spread.pays and (refusal := engine.would_refuse(spread)) is not None:

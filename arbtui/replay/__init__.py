@@ -1,0 +1,1 @@
+"""Session recording and replay through the same engine (docs/session-format.md)."""
