@@ -353,11 +353,13 @@ async def test_a_lost_reply_is_recovered_by_the_precomputed_order_hash(server: L
         asks = server.book(YES)[1]
         (p1, q1), (p2, _q2) = asks[0], asks[1]
         server.lose_replies(1)
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(venue.place_order(buy("lost-1", q1 + D(2), p2)), 1.0)
-        assert server.orders_received == 1  # executed; only the answer is lost
+        placing = asyncio.ensure_future(venue.place_order(buy("lost-1", q1 + D(2), p2)))
+        await until(lambda: server.replies_lost == 1, "the order executed without a reply")
+        placing.cancel()  # the caller's timeout
+        with pytest.raises(asyncio.CancelledError):
+            await placing
         report = await venue.order_status("lost-1")
-        assert report.venue_order_id in server._orders  # the hash we computed is the venue's id
+        assert report.venue_order_id in server.order_ids()  # the hash computed before sending is the venue's id
         assert report.status is OrderStatus.FILLED and report.filled_quantity == q1 + 2
         assert report.average_price == (q1 * p1 + 2 * p2) / (q1 + 2)  # from the venue's trades, not the limit
         assert sum(f.quantity for f in report.fills) == q1 + 2
@@ -391,8 +393,10 @@ async def test_a_hung_request_is_the_callers_timeout_then_a_status_query(server:
     try:
         ask = server.book(YES)[1][0][0]
         server.hang_requests(1)
+        placing = asyncio.ensure_future(venue.place_order(buy("hang-1", D(1), ask)))
+        await until(lambda: server.requests_hung == 1, "the request to hang")
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(venue.place_order(buy("hang-1", D(1), ask)), 0.5)
+            await asyncio.wait_for(placing, 0.2)  # the caller's timeout
         with pytest.raises(UnknownOrder):  # a timeout is not a rejection: the venue is asked, and never got it
             await venue.order_status("hang-1")
         with pytest.raises(VenueError, match="not placed by this process"):
@@ -480,7 +484,7 @@ async def test_live_fee_rates_replace_the_configured_ones(server: LoopbackPolyma
 
 async def test_paper_mode_fills_against_the_loopback_book_and_sends_nothing(server: LoopbackPolymarket) -> None:
     paper = {"USDC": D(1000)}
-    venue = await connected(server, live=False, creds=None, paper_balances=paper)  # type: ignore[arg-type]
+    venue = await connected(server, live=False, creds=None, paper_balances=paper)
     try:
         assert venue.mode == "paper" and venue.fee_source == "config"
         before = server.book(YES)
@@ -521,7 +525,8 @@ async def test_the_trader_reports_unlisted_markets_and_unstarted_use_as_rejectio
     vc = venue_config(server)
     assert vc.real is not None
     fees = FeeSchedule(D(0), D(0), FeeModel.PROBABILITY)
-    trader = PolymarketTrader("polymarket", LISTINGS, MARKETS, vc.real, credentials(server), LiveClock(), lambda m: fees)
+    keys = credentials(server)
+    trader = PolymarketTrader("polymarket", LISTINGS, MARKETS, vc.real, keys, LiveClock(), lambda m: fees)
     report = await trader.place_order(buy("x-1", D(1), D("0.5")))
     assert report.status is OrderStatus.REJECTED and report.reason == "the trader is not started"
     await trader.start()

@@ -188,7 +188,10 @@ class LoopbackPolymarket:
         self._conns: set[_Conn] = set()
         self.subscriptions = 0
         self.pings = 0
-        self.orders_received = 0
+        self.orders_received = 0  # POST /order requests that passed authentication
+        self.frames_skipped = 0  # faults carried out so far
+        self.requests_hung = 0
+        self.replies_lost = 0
         self._skip = self._corrupt = self._garbage = self._hang = self._lose = 0
         self._fail: list[int] = []
         self._stopping = asyncio.Event()
@@ -297,6 +300,10 @@ class LoopbackPolymarket:
         st.tick = tick
         self._broadcast(symbol, orjson.dumps(event).decode())
 
+    def order_ids(self) -> set[str]:
+        """The ids (order hashes) of every order the server accepted."""
+        return set(self._orders)
+
     def free_collateral(self) -> Decimal:
         held = sum((o.remaining * o.price for o in self._live() if o.side is Side.BUY), ZERO)
         return self.collateral - held
@@ -370,6 +377,7 @@ class LoopbackPolymarket:
             )
         if self._skip:
             self._skip -= 1
+            self.frames_skipped += 1
             return
         if self._corrupt:
             self._corrupt -= 1
@@ -460,6 +468,7 @@ class LoopbackPolymarket:
             return _error(status, "Too Many Requests" if status == 429 else "Internal Server Error")
         if self._hang:
             self._hang -= 1
+            self.requests_hung += 1
             await self._stopping.wait()
             return _error(503, "shutting down")
         response = await handler(request)
@@ -517,6 +526,7 @@ class LoopbackPolymarket:
         response = self._place(request, body)
         if self._lose:
             self._lose -= 1
+            self.replies_lost += 1
             await self._stopping.wait()  # executed, but the reply is lost
             return _error(503, "shutting down")
         return response
