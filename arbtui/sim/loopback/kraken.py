@@ -31,7 +31,9 @@ of them; here the taker simply skips them).
 Faults on demand (:meth:`LoopbackKraken.drop_connections`, ``skip_frames``, ``corrupt_frames``,
 ``send_garbage``, ``fail_requests``, ``hang_requests``, ``lose_replies``) let tests break exactly one
 thing. Extras beyond the uniform loopback API: ``pause_market``/``resume_market`` (freeze the random
-walk so a test can compare books), ``requests`` (private requests received, by method) and
+walk so a test can compare books), ``set_balance`` (move the account's funds behind a client's back),
+``fail_requests(..., method=...)``/``hang_requests(..., method=...)`` (aim a fault at one endpoint),
+``requests`` (private requests received, by method) and
 ``orders`` (every order it has received, by txid).
 
 The checksum and ``API-Sign`` here are written independently of the connector's, so a bug in one is
@@ -395,6 +397,10 @@ class LoopbackKraken:
 
     def resume_market(self) -> None:
         self._paused = False
+
+    def set_balance(self, asset: str, amount: Decimal) -> None:
+        """Set the account's total balance of ``asset`` (a config asset name such as ``USD``)."""
+        self._balances[asset] = Decimal(amount)
 
     # --- inspection --------------------------------------------------------------------------
     def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
