@@ -61,7 +61,7 @@ def config_data(server: LoopbackKraken) -> dict[str, Any]:
             "max_book_age_ms": 5000,
         },
         "execution": {
-            "order_timeout_ms": 1000,
+            "order_timeout_ms": 3000,  # a lost reply must reach the server first, even on a slow machine
             "status_retries": 5,
             "status_backoff_ms": 100,
             "unwind_band_bps": "200",
@@ -231,6 +231,7 @@ async def test_a_lost_kraken_reply_is_unknown_until_the_status_query_finds_the_f
     run.server.lose_replies(1)
     pair_id = await run.confirm()
     view = await run.settle(pair_id)
+    assert run.server.replies_withheld == 1  # the order executed and its reply never came
     assert view.state is PairState.COMPLETED, view
     (kraken,) = legs_by_venue(view)["kraken"]
     assert kraken.state is LegState.FILLED and kraken.filled > 0

@@ -33,8 +33,9 @@ Faults on demand (:meth:`LoopbackKraken.drop_connections`, ``skip_frames``, ``co
 thing. Extras beyond the uniform loopback API: ``pause_market``/``resume_market`` (freeze the random
 walk so a test can compare books), ``set_balance`` (move the account's funds behind a client's back),
 ``fail_requests(..., method=...)``/``hang_requests(..., method=...)`` (aim a fault at one endpoint),
-``requests`` (private requests received, by method) and
-``orders`` (every order it has received, by txid).
+``requests`` (private requests received, by method), ``replies_withheld`` / ``requests_hung`` (so a
+test can wait for the fault to have happened rather than for a fixed time) and ``orders`` (every
+order it has received, by txid).
 
 The checksum and ``API-Sign`` here are written independently of the connector's, so a bug in one is
 not silently mirrored by the other.
@@ -291,6 +292,8 @@ class LoopbackKraken:
         self._runner: web.AppRunner | None = None
         self._publisher: asyncio.Task[None] | None = None
         self.subscriptions = 0
+        self.replies_withheld = 0  # orders executed whose reply is being held back (lose_replies)
+        self.requests_hung = 0  # requests being held unanswered and unexecuted (hang_requests)
         self.requests: Counter[str] = Counter()
         self.frames_sent = 0
         self.ws_url = ""
@@ -635,6 +638,7 @@ class LoopbackKraken:
         self.requests[method] += 1
         fault = self._take_fault(method, ("fail", "hang"))
         if fault is not None and fault.kind == "hang":
+            self.requests_hung += 1
             await self._stopping.wait()
             return web.Response(status=503, text="shutting down")
         if fault is not None:
@@ -655,6 +659,7 @@ class LoopbackKraken:
         if method == "AddOrder":
             lost = self._take_fault(method, ("lose",))
             if lost is not None:
+                self.replies_withheld += 1
                 await self._stopping.wait()  # executed; the reply is lost
                 return web.Response(status=503, text="shutting down")
         return _reply(result)
