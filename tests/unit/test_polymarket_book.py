@@ -79,3 +79,23 @@ def test_pong_is_not_an_error_and_malformed_frames_are_skipped_whole() -> None:
     for raw in ("{", '{"no": "event_type"}', orjson.dumps({"event_type": "price_change"})):
         assert books.on_raw(raw, 4) == []
     assert books.malformed == 4
+
+
+def test_several_entries_for_one_asset_are_checked_once_against_the_last_entry() -> None:
+    # Two stamping conventions the doc's one-entry example cannot tell apart: each entry carries the
+    # top after itself, or every entry carries the top after the whole event. Both must pass.
+    for first_top in (("0.49", "0.52"), ("0.50", "0.51")):
+        books = PolymarketBooks(assets={YES})
+        books.on_raw(orjson.dumps(book(YES, [(".48", "30")], [(".52", "25")])), 1)
+        event = {"event_type": "price_change", "market": MARKET, "price_changes": [
+            {"asset_id": YES, "price": "0.49", "size": "5", "side": "BUY", "best_bid": first_top[0],
+             "best_ask": first_top[1]},
+            {"asset_id": YES, "price": "0.50", "size": "7", "side": "BUY", "best_bid": "0.50", "best_ask": "0.52"},
+            {"asset_id": YES, "price": "0.51", "size": "2", "side": "SELL", "best_bid": "0.50", "best_ask": "0.51"}]}
+        assert books.on_raw(orjson.dumps(event), 2) == [YES]
+        assert books.integrity_failures == 0
+        assert books.books[YES].best_bid() == (D("0.50"), D("7")) and books.books[YES].best_ask() == (D("0.51"), D("2"))
+    wrong = {"event_type": "price_change", "market": MARKET, "price_changes": [
+        {"asset_id": YES, "price": "0.40", "size": "1", "side": "BUY", "best_bid": "0.50", "best_ask": "0.51"},
+        {"asset_id": YES, "price": "0.39", "size": "1", "side": "BUY", "best_bid": "0.49", "best_ask": "0.51"}]}
+    assert books.on_raw(orjson.dumps(wrong), 3) == [] and books.integrity_failures == 1
