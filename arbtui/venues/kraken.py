@@ -98,6 +98,7 @@ log = logging.getLogger(__name__)
 KIND = "kraken"
 NS = 1_000_000_000
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+MAX_RESYNCS_IN_A_ROW = 5  # checksum failures on one symbol without a verified frame before reconnecting
 
 # Kraken's REST call counter (not the trading counter): max and decay per second by tier.
 REST_TIERS: dict[str, tuple[float, float]] = {
@@ -223,6 +224,7 @@ class _Symbol:
     book: OrderBook | None = None
     awaiting_snapshot: bool = True
     resync_since_ns: int | None = None
+    failures_in_a_row: int = 0  # checksum failures since the last verified frame
 
 
 class KrakenFeed:
@@ -334,12 +336,21 @@ class KrakenFeed:
             book.apply_update(frame.bids, frame.asks, ts_ns)
         if orderbook_checksum(book, *s.precision) != frame.checksum:
             self.counters.integrity_failures += 1
+            s.failures_in_a_row += 1
+            if s.failures_in_a_row > MAX_RESYNCS_IN_A_ROW and self._link is not None:
+                # Fresh snapshots keep failing: something is wrong with this connection (or the
+                # precision); start over with the supervisor's backoff rather than loop at wire speed.
+                s.failures_in_a_row = 0
+                s.book = None
+                self._link.reconnect(f"{frame.symbol}: {MAX_RESYNCS_IN_A_ROW} resubscribes did not verify")
+                return
             log.warning("%s %s: checksum mismatch; resubscribing", self.venue, frame.symbol)
-            self._resubscribe(s)
+            self._resubscribe(s, force=True)  # a failed fresh snapshot needs another one too
             return
         s.book = book
         s.awaiting_snapshot = False
         s.resync_since_ns = None
+        s.failures_in_a_row = 0
         self.counters.book_updates += 1
         self._on_change(s.listing.market)
 
@@ -394,9 +405,9 @@ class KrakenFeed:
             log.warning("%s: %s", self.venue, text)
 
     # --- resync ------------------------------------------------------------------------------
-    def _resubscribe(self, s: _Symbol) -> None:
+    def _resubscribe(self, s: _Symbol, *, force: bool = False) -> None:
         s.book = None
-        if s.awaiting_snapshot and s.resync_since_ns is not None:
+        if not force and s.awaiting_snapshot and s.resync_since_ns is not None:
             return  # a resubscribe is already under way; its snapshot will settle this one too
         s.awaiting_snapshot = True
         s.resync_since_ns = self._last_ts

@@ -220,6 +220,25 @@ def test_a_resubscribe_without_a_snapshot_reconnects_after_the_timeout() -> None
     assert link.reconnects == ["BTC/USD: no snapshot after resubscribing"]
 
 
+def test_a_failing_fresh_snapshot_resubscribes_again_and_repeated_failures_reconnect() -> None:
+    feed = KrakenFeed("kraken", [BTC])
+    link = NullLink()
+    feed.on_open(link)
+    snapshot = orjson.loads(recorded()[0])
+    snapshot["data"][0]["checksum"] ^= 1
+    bad = orjson.dumps(snapshot)
+    feed.on_frame(bad, 1)
+    assert len(link.sent) == 2 and feed.counters.resyncs == 1
+    feed.on_frame(bad, 2)  # the fresh snapshot fails too: it needs another resubscribe, not a wait
+    assert len(link.sent) == 4 and feed.counters.resyncs == 2
+    for i in range(3, 6):
+        feed.on_frame(bad, i)
+    assert link.reconnects == [] and feed.counters.resyncs == 5
+    feed.on_frame(bad, 6)  # the sixth failure in a row: start over with the supervisor's backoff
+    assert link.reconnects == ["BTC/USD: 5 resubscribes did not verify"]
+    assert feed.counters.integrity_failures == 6 and feed.book("BTC-USD") is None
+
+
 def test_on_close_forgets_the_books() -> None:
     feed = KrakenFeed("kraken", [BTC])
     feed.on_open(NullLink())
