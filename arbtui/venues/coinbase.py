@@ -556,9 +556,13 @@ class CoinbaseTrader:
     # --- orders --------------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> OrderReport:
         cid = request.client_order_id
-        known = self._orders.get(cid)
-        if known is not None and known.order_id is not None:
-            return await self.order_status(cid)  # never send one client order id twice
+        if cid in self._orders:
+            # Never send one client order id twice: a repeat asks what became of the first (whether
+            # Coinbase de-duplicates client order ids is unverified). Not found means never received.
+            try:
+                return await self.order_status(cid)
+            except UnknownOrder:
+                pass
         listing = self._listings.get(request.market)
         if listing is None:
             return self._rejected(request, f"no {self._venue} listing for {request.market}")

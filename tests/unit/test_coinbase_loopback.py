@@ -298,6 +298,9 @@ async def test_a_lost_reply_is_found_by_client_order_id(quiet: LoopbackCoinbase,
     report = await live.order_status("lost-1")  # looked up with List Orders: the create reply never came
     assert report.status is OrderStatus.FILLED and report.filled_quantity == q1 and report.venue_order_id
     assert report.client_order_id == "lost-1" and report.fills[0].price == p1
+    asks = quiet.book("BTC-USD")[1]
+    again = await live.place_order(order("lost-1", Side.BUY, q1, p1, TimeInForce.IOC))  # a retry of the same leg
+    assert again.venue_order_id == report.venue_order_id and quiet.book("BTC-USD")[1] == asks  # not sent twice
 
 
 async def test_a_hung_request_times_out_and_the_order_is_unknown(quiet: LoopbackCoinbase, live: LiveVenue) -> None:
