@@ -88,7 +88,7 @@ from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, T
 from arbtui.venues.live import LiveVenue, PaperTrader
 from arbtui.venues.polymarket_book import PolymarketBooks
 from arbtui.venues.ratelimit import BudgetView, RateBudget
-from arbtui.venues.secrets import Credentials, Secret, redact
+from arbtui.venues.secrets import REQUIRED, Credentials, Secret, redact
 
 log = logging.getLogger(__name__)
 
@@ -983,7 +983,7 @@ def build_venue(
         raise ValueError(f"venue {vc.name} is not a real venue")
     complete = credentials is not None and credentials.complete(KIND)
     if live and not complete:
-        missing = [f for f in ("private_key", "api_key", "api_secret", "api_passphrase") if not _has(credentials, f)]
+        missing = [f for f in REQUIRED[KIND] if not _has(credentials, f)]
         raise VenueError(vc.name, f"live trading needs the credentials {', '.join(missing)}")
     feed = PolymarketFeed(listings, clock)
     stale_s = float(real.stale_after_s)  # float ok: a timeout

@@ -11,10 +11,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 import pytest
+import tomli_w
 
+from arbtui.config import load_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import LiveClock
 from arbtui.domain.events import VenueStatus
@@ -272,3 +275,21 @@ async def test_a_taken_level_leaves_the_book_and_the_feed_follows(still: Loopbac
         assert still.tokens[YES] == D(10_000) + qty
     finally:
         await f.supervisor.stop()
+
+
+async def test_the_venue_table_is_a_valid_config(still: LoopbackPolymarket, tmp_path: Path) -> None:
+    def market(outcome: str, token: str) -> dict[str, object]:
+        listing = {"symbol": token, "tick_size": "0.01", "lot_size": "0.01", "min_size": "1"}
+        return {"kind": "outcome", "event": "FED", "outcome": outcome, "base": f"FED-{outcome}", "quote": "USDC",
+                "max_quantity": "100", "venues": {"pm": listing}}
+
+    table = still.venue_table("0.0200")
+    markets = {"FED-YES": market("YES", YES), "FED-NO": market("NO", NO)}
+    doc = {"mode": "paper", "venues": {"pm": table}, "markets": markets}
+    path = tmp_path / "config.toml"
+    path.write_bytes(tomli_w.dumps(doc).encode())
+    vc = load_config(path).venue("pm")
+    assert vc.kind == "polymarket" and vc.real is not None
+    assert (vc.real.ws_url, vc.real.rest_url) == (still.ws_url, still.rest_url)
+    assert vc.fees.taker_rate == D("0.02") and still.fee_rate_bps == 200  # the server charges what the table says
+    assert set(still.credentials) == {"private_key", "api_key", "api_secret", "api_passphrase"}

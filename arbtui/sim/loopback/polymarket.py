@@ -253,6 +253,8 @@ class LoopbackPolymarket:
             "chain_id": self.chain_id,
             "signature_type": 0,
             "neg_risk": self.neg_risk,
+            "rate_per_s": "50",  # this server has no rate limit; keep the client's budget out of the way
+            "paper": {"balances": {"USDC": format(self.collateral, "f")}},
         }
 
     # --- faults ------------------------------------------------------------------------------
@@ -539,6 +541,7 @@ class LoopbackPolymarket:
             side = Side.BUY if order["side"] == "BUY" else Side.SELL if order["side"] == "SELL" else None
             maker_amount, taker_amount = int(order["makerAmount"]), int(order["takerAmount"])
             symbol, signature = str(order["tokenId"]), str(order["signature"])
+            signature_type, fee_bps = int(order["signatureType"]), int(order["feeRateBps"])
             order_id = order_hash_v1(order, self.chain_id, self.neg_risk)
         except (ValueError, KeyError, TypeError):
             return _error(400, "Invalid order payload")
@@ -554,14 +557,13 @@ class LoopbackPolymarket:
         address = request.headers["POLY_ADDRESS"].lower()
         if signer.lower() != str(order["signer"]).lower() or signer.lower() != address:
             return _error(400, "invalid signature")
-        if int(order["signatureType"]) == 0 and str(order["maker"]).lower() != signer.lower():
+        if signature_type == 0 and str(order["maker"]).lower() != signer.lower():
             return _error(400, "invalid signature")
         st = self._markets.get(symbol)
         if st is None:
             return _error(400, "market not found")
-        if int(order["feeRateBps"]) != self.fee_rate_bps:
-            fee = order["feeRateBps"]
-            return _error(400, f"invalid fee rate ({fee}), current market's taker fee: {self.fee_rate_bps}")
+        if fee_bps != self.fee_rate_bps:
+            return _error(400, f"invalid fee rate ({fee_bps}), current market's taker fee: {self.fee_rate_bps}")
         if maker_amount <= 0 or taker_amount <= 0:
             return _error(400, "invalid amounts")
         usdc, shares = (maker_amount, taker_amount) if side is Side.BUY else (taker_amount, maker_amount)
