@@ -80,6 +80,7 @@ class Engine:
         self.config = config
         self.clock = clock
         self.mode = mode
+        self._starting = False
         self.recorder: SessionRecorder | None = None  # set by the builder; records when started
         self.instruments: Instruments = config.instruments()
         self.venues: dict[str, Venue] = {v.name: v for v in venues}
@@ -127,6 +128,7 @@ class Engine:
     async def start(self) -> None:
         """Connect every venue, load balances, start the drivers; returns once connected."""
         self._stopped.clear()
+        self._starting = True
         await self.journal.open(self.clock.now_ns(), __version__, self.mode)
         self._journal_open = True
         await self.executor.load()
@@ -135,6 +137,9 @@ class Engine:
             self._set_status(venue.name, VenueStatus.CONNECTING, "")
             await venue.connect(self)
             self._balances[venue.name] = dict(await venue.balances())
+        self._starting = False
+        if not self.detection_paused:  # books that arrived while connecting, priced with balances known
+            self._spread_events(self.detector.evaluate_all(self.clock.now_ns()))
         for name, driver in self._drivers:
             self._spawn(driver(), name)
         self._spawn(self._watchdog(), "engine-watchdog")
@@ -212,8 +217,7 @@ class Engine:
                 if stale and self._status[name] is VenueStatus.CONNECTED:
                     self._set_status(name, VenueStatus.STALE, "no market data")
                     for lst in venue.listings:
-                        for ev in self.detector.evaluate_market(lst.market, now):
-                            self._emit(ev)
+                        self._spread_events(self.detector.evaluate_market(lst.market, now))
                 elif not stale and self._status[name] is VenueStatus.STALE:
                     self._set_status(name, VenueStatus.CONNECTED, "market data resumed")
 
@@ -226,7 +230,12 @@ class Engine:
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
         if self.detection_paused:
             return  # books keep updating; spreads are not re-priced until detection resumes
-        for ev in self.detector.on_book(venue, market, book, now):
+        if self._starting:
+            return  # priced once every venue is connected and its balances are known (end of start)
+        self._spread_events(self.detector.on_book(venue, market, book, now))
+
+    def _spread_events(self, events: Sequence[Event]) -> None:
+        for ev in events:
             self._emit(ev)
             if isinstance(ev, OpportunityDetected):
                 self.executor.analytics.opportunities_detected += 1
@@ -303,8 +312,7 @@ class Engine:
         self.detection_paused = paused
         self._emit(DetectionPaused(self.clock.now_ns(), paused))
         if not paused:
-            for ev in self.detector.evaluate_all(self.clock.now_ns()):
-                self._emit(ev)
+            self._spread_events(self.detector.evaluate_all(self.clock.now_ns()))
 
     def venue_counters(self, venue: str) -> Mapping[str, int]:
         """Integrity counters of a venue's feed (frames, integrity_failures, resyncs, reconnects, malformed, ...)."""

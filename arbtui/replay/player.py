@@ -155,15 +155,12 @@ class RecordedTrader:
         return report_from_json(self._venue, ex.reply["report"], cid)
 
 
-def _scan_tapes(path: Path, skip_bad: bool) -> tuple[dict[str, _VenueTape], list[tuple[int, dict[str, Any]]]]:
+def _scan_tapes(path: Path, skip_bad: bool) -> dict[str, _VenueTape]:
     tapes: dict[str, _VenueTape] = defaultdict(_VenueTape)
     pending: dict[tuple[str, str, str], deque[_Exchange]] = defaultdict(deque)
-    actions: list[tuple[int, dict[str, Any]]] = []
     for _, ev in SessionReader(path, skip_bad=skip_bad):
         kind = ev["kind"]
-        if kind == "action":
-            actions.append((ev["t"], ev))
-        elif kind == "order":
+        if kind == "order":
             venue, op = str(ev["venue"]), str(ev["op"])
             ex = _Exchange(ev["t"], ev)
             tape = tapes[venue]
@@ -178,7 +175,7 @@ def _scan_tapes(path: Path, skip_bad: bool) -> tuple[dict[str, _VenueTape], list
             key = (str(ev["venue"]), str(ev["op"]), str(ev.get("cid", "")))
             if pending.get(key):
                 pending[key].popleft().reply = ev
-    return tapes, actions
+    return tapes
 
 
 # --- the player ----------------------------------------------------------------------------------
@@ -223,12 +220,7 @@ class ReplayPlayer:
         if journal_path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="arbtui-replay-")
             journal_path = Path(self._tmp.name) / "journal.sqlite"
-        tapes: dict[str, _VenueTape] = {}
-        self._actions: deque[tuple[int, dict[str, Any]]] = deque()
-        if actions:
-            scanned, recorded_actions = _scan_tapes(path, skip_bad)
-            tapes = scanned
-            self._actions = deque(recorded_actions)
+        tapes: dict[str, _VenueTape] = _scan_tapes(path, skip_bad) if actions else {}
         self.venues: dict[str, LiveVenue] = {}
         instruments = self.config.instruments()
         markets = dict(instruments.markets)
@@ -342,8 +334,6 @@ class ReplayPlayer:
                 wait_run.cancel()
                 wall_anchor = None
             t = ev["t"]
-            if self._actions:
-                await self._apply_actions_before(t)
             if t > clock.now_ns():
                 if self.speed is not None:
                     if wall_anchor is None:
@@ -370,8 +360,10 @@ class ReplayPlayer:
                 if venue is not None:
                     venue.feed.on_close()
                     venue.feed.on_open(link)
-        if self._actions:
-            await self._apply_actions_before(None)
+            elif kind == "action" and self.actions:
+                # In file order: an action recorded after a frame at the same time comes after it.
+                self._apply(ev)
+                await clock.advance(0)
 
     async def _move_to(self, t: int) -> None:
         clock = self.clock
@@ -382,14 +374,6 @@ class ReplayPlayer:
             await clock.advance(t - clock.now_ns())
         else:
             clock.set(t)
-
-    async def _apply_actions_before(self, t: int | None) -> None:
-        while self._actions and (t is None or self._actions[0][0] <= t):
-            at, ev = self._actions.popleft()
-            if at > self.clock.now_ns():
-                await self._move_to(at)
-            self._apply(ev)
-            await self.clock.advance(0)
 
     def _apply(self, ev: Mapping[str, Any]) -> None:
         action, target = str(ev.get("action")), str(ev.get("target"))

@@ -19,7 +19,7 @@ EXTRA_ROWS: tuple[tuple[str, str], ...] = (
 
 
 def _keys(key: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "enter": "enter", "shift+tab": "shift+tab"}
+    names = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "full_stop": "."}
     return " / ".join(names.get(k.strip(), k.strip()) for k in key.split(","))
 
 

@@ -52,9 +52,15 @@ class MainScreen(Screen[None]):
         Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume spread detection"),
         Binding("r", "toggle_record", "Record", id="record", tooltip="Start or stop recording this session to a file"),
         Binding("space", "replay_pause", "Play/Pause", id="replay-pause", tooltip="Replay: pause or play"),
-        Binding("plus", "replay_speed(2)", "Faster", id="replay-faster", tooltip="Replay: double the speed"),
-        Binding("minus", "replay_speed(0.5)", "Slower", id="replay-slower", tooltip="Replay: halve the speed"),
-        Binding("full_stop", "replay_step", "Step", id="replay-step", tooltip="Replay (paused): play one event"),
+        Binding(
+            "plus", "replay_speed(2)", "Faster", id="replay-faster", tooltip="Replay: double the speed", key_display="+"
+        ),
+        Binding(
+            "minus", "replay_speed(0.5)", "Slower", id="replay-slower", tooltip="Replay: halve the speed", key_display="-"
+        ),
+        Binding(
+            "full_stop", "replay_step", "Step", id="replay-step", tooltip="Replay (paused): play one event", key_display="."
+        ),
         Binding(
             "tab", "next_pane", "Next pane", id="next-pane", tooltip="Move to the next pane", show=False, priority=True
         ),
