@@ -67,14 +67,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from eth_account import Account
-from py_order_utils.builders import OrderBuilder
-from py_order_utils.builders.base_builder import BaseBuilder
-from py_order_utils.builders.exception import ValidationException
-from py_order_utils.model import BUY as UTILS_BUY
-from py_order_utils.model import SELL as UTILS_SELL
-from py_order_utils.model import Order, OrderData, SignedOrder
-from py_order_utils.signer import Signer
 
 from arbtui.config import RealVenueConfig, VenueConfig
 from arbtui.domain.book import OrderBook
@@ -239,6 +231,12 @@ def sign_order_v1(
 
     ``maker`` is the funder (a proxy or safe for signature types 1 and 2); it defaults to the signer.
     """
+    # Imported here: eth_account takes over a second to import, and paper trading never signs.
+    from py_order_utils.builders import OrderBuilder
+    from py_order_utils.builders.exception import ValidationException
+    from py_order_utils.model import BUY, SELL, OrderData, SignedOrder
+    from py_order_utils.signer import Signer
+
     signer = Signer(private_key)
     builder = OrderBuilder(exchange_address(chain_id, neg_risk), chain_id, signer, salt_generator=lambda: salt)
     data = OrderData(
@@ -247,7 +245,7 @@ def sign_order_v1(
         tokenId=str(token_id),
         makerAmount=str(maker_amount),
         takerAmount=str(taker_amount),
-        side=UTILS_BUY if _side_of(side) is Side.BUY else UTILS_SELL,
+        side=BUY if _side_of(side) is Side.BUY else SELL,
         feeRateBps=str(fee_rate_bps),
         nonce=str(nonce),
         signer=signer.address(),
@@ -265,6 +263,9 @@ def sign_order_v1(
 
 def order_hash_v1(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> str:
     """The EIP-712 digest of a V1 order given as its wire dict (``"side"`` is ``"BUY"``/``"SELL"``)."""
+    from py_order_utils.builders.base_builder import BaseBuilder
+    from py_order_utils.model import BUY, SELL, Order
+
     struct = Order(
         salt=int(order["salt"]),
         maker=str(order["maker"]),
@@ -276,7 +277,7 @@ def order_hash_v1(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> st
         expiration=int(order["expiration"]),
         nonce=int(order["nonce"]),
         feeRateBps=int(order["feeRateBps"]),
-        side=UTILS_BUY if order["side"] == "BUY" else UTILS_SELL,
+        side=BUY if order["side"] == "BUY" else SELL,
         signatureType=int(order["signatureType"]),
     )
     builder = BaseBuilder(exchange_address(chain_id, neg_risk), chain_id, None, None)
@@ -285,11 +286,16 @@ def order_hash_v1(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> st
 
 def recover_order_signer(order_hash: str, signature: str) -> str:
     """The address whose key produced ``signature`` over ``order_hash`` (checksummed)."""
+    from eth_account import Account
+
     digest = bytes.fromhex(order_hash.removeprefix("0x"))
     return str(Account._recover_hash(digest, signature=bytes.fromhex(signature.removeprefix("0x"))))
 
 
 def address_of(private_key: str) -> str:
+    """The address of a private key (``POLY_ADDRESS``)."""
+    from eth_account import Account
+
     return str(Account.from_key(private_key).address)
 
 
@@ -473,6 +479,7 @@ class PolymarketTrader:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         if self._key is not None:
             self._address = address_of(self._key.reveal())
+            import py_order_utils.builders  # noqa: F401 - loaded now (slow) rather than at the first order
         try:  # read here so the first order does not wait for them; retried at the first order otherwise
             await self._read_version()
             for lst in self._listings.values():
