@@ -55,11 +55,12 @@ import socket
 import string
 import urllib.parse
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -108,13 +109,15 @@ def _rfc3339(ns: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@lru_cache(maxsize=1 << 16)
+def _token(value: Decimal, places: int) -> str:
+    return f"{value:.{places}f}".replace(".", "").lstrip("0")
+
+
 def _crc(asks: list[Level], bids: list[Level], pp: int, qp: int) -> int:
     """Kraken's v2 book checksum, written from the guide: fixed-point text, no dot, no leading zeros."""
-    text = ""
-    for levels in (asks[:CHECKSUM_LEVELS], bids[:CHECKSUM_LEVELS]):
-        for price, qty in levels:
-            text += f"{price:.{pp}f}".replace(".", "").lstrip("0")
-            text += f"{qty:.{qp}f}".replace(".", "").lstrip("0")
+    text = "".join(_token(p, pp) + _token(q, qp) for p, q in asks[:CHECKSUM_LEVELS])
+    text += "".join(_token(p, pp) + _token(q, qp) for p, q in bids[:CHECKSUM_LEVELS])
     return zlib.crc32(text.encode())
 
 
@@ -200,7 +203,13 @@ class _Fault:
 
 
 class _Conn:
-    """One WebSocket client: its subscriptions, what it was last sent, and its outgoing queue."""
+    """One WebSocket client: its subscriptions, what it was last sent, and what it is owed.
+
+    Replies (acks, snapshots) queue in order; book changes only mark their symbol dirty, and the
+    update is computed when the writer gets to it. A slow reader therefore gets fewer, larger
+    updates, never a growing backlog (and each update is still exactly Kraken's diff against what
+    that client was last sent, with its checksum).
+    """
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, number: int) -> None:
         self.ws = ws
@@ -208,21 +217,43 @@ class _Conn:
         self.number = number
         self.subs: dict[str, int] = {}  # symbol -> depth
         self.sent: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.ready: deque[str] = deque()
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
         self.instrument = False
 
     def send(self, frame: str) -> None:
-        self.queue.put_nowait(frame)
+        self.ready.append(frame)
+        self.wake.set()
 
-    async def run(self) -> None:
-        """Write queued frames in order; a heartbeat after a second without any."""
+    def touch(self, symbol: str) -> None:
+        self.dirty.add(symbol)
+        self.wake.set()
+
+    async def run(self, render: Callable[[_Conn, str], str | None]) -> None:
+        """Write replies in order, then the pending book updates; a heartbeat after a quiet second."""
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
         try:
             while not self.ws.closed:
-                try:
-                    frame = await asyncio.wait_for(self.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    frame = '{"channel":"heartbeat"}'
-                await self.ws.send_str(frame)
+                if not self.ready and not self.dirty:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(0.0, last_sent + HEARTBEAT_S - loop.time())):
+                            await self.wake.wait()
+                self.wake.clear()
+                frames = list(self.ready)
+                self.ready.clear()
+                dirty, self.dirty = self.dirty, set()
+                for symbol in sorted(dirty):
+                    frame = render(self, symbol)
+                    if frame is not None:
+                        frames.append(frame)
+                if not frames and loop.time() - last_sent >= HEARTBEAT_S:
+                    frames.append('{"channel":"heartbeat"}')
+                for frame in frames:
+                    await self.ws.send_str(frame)
+                if frames:
+                    last_sent = loop.time()
         except (ConnectionError, RuntimeError) as exc:
             log.debug("kraken loopback: connection %d went away: %r", self.number, exc)
 
@@ -438,15 +469,22 @@ class LoopbackKraken:
                 self._publish(m)
 
     def _publish(self, m: _Market) -> None:
-        """Send each subscriber of ``m`` what changed in its depth since its last frame."""
-        subscribers = [c for c in self._conns if m.symbol in c.subs]
-        if not subscribers:
-            return
-        bids, asks = self._levels(m)
-        for conn in subscribers:
-            self._send_book(conn, m, bids, asks, snapshot=m.symbol not in conn.sent)
+        """Tell each subscriber of ``m`` that its book changed (its writer computes the update)."""
+        for conn in self._conns:
+            if m.symbol in conn.subs:
+                conn.touch(m.symbol)
 
-    def _send_book(self, conn: _Conn, m: _Market, bids: list[Level], asks: list[Level], *, snapshot: bool) -> None:
+    def _render(self, conn: _Conn, symbol: str) -> str | None:
+        m = self._markets.get(symbol)
+        if m is None or symbol not in conn.subs:
+            return None  # unsubscribed meanwhile
+        bids, asks = self._levels(m)
+        return self._book_frame(conn, m, bids, asks, snapshot=symbol not in conn.sent)
+
+    def _book_frame(
+        self, conn: _Conn, m: _Market, bids: list[Level], asks: list[Level], *, snapshot: bool
+    ) -> str | None:
+        """The book frame owed to ``conn`` (None when nothing changed in its depth, or skipped)."""
         depth = conn.subs[m.symbol]
         top_b, top_a = bids[:depth], asks[:depth]
         if snapshot:
@@ -456,11 +494,11 @@ class LoopbackKraken:
             bid_changes = _changes(old_b, top_b, {p for p, _ in bids})
             ask_changes = _changes(old_a, top_a, {p for p, _ in asks})
             if not bid_changes and not ask_changes:
-                return
+                return None
         conn.sent[m.symbol] = (dict(top_b), dict(top_a))
         if not snapshot and self._skip > 0:
             self._skip -= 1
-            return  # generated and recorded as sent, but never sent: the client has a gap
+            return None  # generated and recorded as sent, but never sent: the client has a gap
         checksum = _crc(top_a, top_b, m.pp, m.qp)
         if self._corrupt > 0:
             self._corrupt -= 1
@@ -478,15 +516,15 @@ class LoopbackKraken:
                 }
             ],
         }
-        conn.send(_dumps(frame))
         self.frames_sent += 1
+        return _dumps(frame)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, request, next(self._conn_numbers))
         self._conns.add(conn)
-        writer = asyncio.create_task(conn.run(), name=f"kraken-loopback-ws-{conn.number}")
+        writer = asyncio.create_task(conn.run(self._render), name=f"kraken-loopback-ws-{conn.number}")
         writer.add_done_callback(_log_task_failure)
         conn.send(
             _dumps(
@@ -619,9 +657,12 @@ class LoopbackKraken:
             if method == "subscribe":
                 conn.subs[symbol] = depth
                 conn.sent.pop(symbol, None)
+                conn.dirty.discard(symbol)
                 if snapshot:
                     bids, asks = self._levels(m)
-                    self._send_book(conn, m, bids, asks, snapshot=True)
+                    frame = self._book_frame(conn, m, bids, asks, snapshot=True)
+                    if frame is not None:
+                        conn.send(frame)
                 else:
                     conn.sent[symbol] = ({}, {})
             else:
