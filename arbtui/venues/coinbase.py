@@ -14,7 +14,8 @@ Feed (:class:`CoinbaseFeed`)
     of the connection, so anything but ``previous + 1`` discards every book and resubscribes
     (``unsubscribe`` then ``subscribe``: whether a second ``subscribe`` on a live subscription
     yields a new snapshot is unverified, so the feed never relies on it). A product still waiting
-    for its snapshot after ``snapshot_timeout_s`` is resubscribed again.
+    for its snapshot after ``snapshot_timeout_s`` is resubscribed again. Resubscriptions after breaks
+    are spaced by at least ``resubscribe_min_s``, so a misread numbering cannot flood the venue.
 
 Trader (:class:`CoinbaseTrader`)
     ``POST /api/v3/brokerage/orders`` with ``sor_limit_ioc`` (IOC), ``limit_limit_gtc`` (GTC) or
@@ -226,6 +227,7 @@ class CoinbaseFeed:
         signer: CoinbaseSigner | None = None,
         *,
         snapshot_timeout_s: float = 10.0,
+        resubscribe_min_s: float = 1.0,
     ) -> None:
         self.venue = venue
         self.counters = FeedCounters()
@@ -244,6 +246,8 @@ class CoinbaseFeed:
         self._last_heartbeat: int | None = None
         self._snapshot_timeout_ns = int(snapshot_timeout_s * NS)
         self._asked_ns = 0  # when the products still waiting for a snapshot were last (re)subscribed
+        self._resubscribe_min_ns = int(resubscribe_min_s * NS)
+        self._break_pending = False  # a sequence break whose resubscription is still due
 
     # --- BookFeed ------------------------------------------------------------------------------
     def set_on_change(self, on_change: Callable[[str], None]) -> None:
@@ -259,12 +263,16 @@ class CoinbaseFeed:
             return
         log.info("%s: resyncing %s: %s", self.venue, market, reason)
         self._books.discard(symbol)
-        self._resubscribe([symbol])
+        if self._clock.now_ns() - self._asked_ns >= self._resubscribe_min_ns:
+            self._resubscribe([symbol])
+        else:
+            self._break_pending = True  # the next frame resubscribes it, once the spacing allows
 
     def on_open(self, link: FeedLink) -> list[str]:
         self._link = link
         self._books.reset_connection()
         self._last_heartbeat = None
+        self._break_pending = False
         self._asked_ns = self._clock.now_ns()
         return [
             self.subscribe_message("subscribe", "level2", self._products),
@@ -310,8 +318,9 @@ class CoinbaseFeed:
             return
         if books.gap:
             self.counters.integrity_failures += 1
-            log.warning("%s: sequence_num gap at %s: books discarded, resubscribing", self.venue, env.sequence)
-            self._resubscribe(self._products)
+            if not self._break_pending:  # one line per resubscription, not one per frame
+                log.warning("%s: sequence_num break at %s: books discarded", self.venue, env.sequence)
+            self._break_pending = True
         if env.channel == "heartbeats":
             self.heartbeats += 1
             counter = env.heartbeat_counter
@@ -326,8 +335,16 @@ class CoinbaseFeed:
         for product in changed:
             self.counters.book_updates += 1
             self._on_change(self._market_of[product])
-        if books.needs_resync and ts_ns - self._asked_ns > self._snapshot_timeout_ns and not books.gap:
-            # A snapshot asked for never came (lost with a dropped frame, or refused): ask again.
+        if not books.needs_resync:
+            self._break_pending = False
+            return
+        since = ts_ns - self._asked_ns
+        # After a break, resubscribe at once, but at most once per ``resubscribe_min_s``: if the venue's
+        # numbering is not what this module assumes, every frame would look like a break, and the feed
+        # must then sit without books (counted, logged) rather than flood the venue. A snapshot asked
+        # for that never came (lost with a dropped frame, or refused) is asked for again.
+        if (self._break_pending and since >= self._resubscribe_min_ns) or since > self._snapshot_timeout_ns:
+            self._break_pending = False
             self._resubscribe(sorted(books.needs_resync))
 
 

@@ -530,31 +530,64 @@ def test_feed_subscribes_once_per_channel_with_a_jwt_without_uri() -> None:
     assert all("jwt" not in orjson.loads(m) for m in unsigned.on_open(NullLink()))
 
 
+S = 1_000_000_000
+
+
 def test_feed_books_by_canonical_market_and_resubscribes_after_a_gap() -> None:
     listing = Listing("coinbase", "BTC-USD-canonical", "BTC-USD", D("0.01"), D("0.00000001"), D("0.00000001"), 2, 8)
-    feed = CoinbaseFeed("coinbase", [listing], ManualClock(T0))
+    clock = ManualClock(T0)
+    feed = CoinbaseFeed("coinbase", [listing], clock)
     changed: list[str] = []
     feed.set_on_change(changed.append)
     link = NullLink()
     feed.on_open(link)
-    feed.on_frame(orjson.dumps({"channel": "subscriptions", "sequence_num": 0, "events": []}), 1)
-    feed.on_frame(l2(1, "snapshot", [("bid", "100.00", "1"), ("offer", "101.00", "2")]), 2)
-    feed.on_frame(heartbeat(2, 7), 3)
-    feed.on_frame(l2(3, "update", [("offer", "100.50", "0.5"), ("bid", "100.00", "0")]), 4)
+
+    def at(seconds: float, raw: bytes) -> None:
+        clock.set(T0 + int(seconds * S))
+        feed.on_frame(raw, clock.now_ns())
+
+    at(1, orjson.dumps({"channel": "subscriptions", "sequence_num": 0, "events": []}))
+    at(2, l2(1, "snapshot", [("bid", "100.00", "1"), ("offer", "101.00", "2")]))
+    at(3, heartbeat(2, 7))
+    at(4, l2(3, "update", [("offer", "100.50", "0.5"), ("bid", "100.00", "0")]))
     book = feed.book("BTC-USD-canonical")
     assert book is not None and book.best_ask() == (D("100.50"), D("0.5")) and book.best_bid() is None
     assert changed == ["BTC-USD-canonical"] * 2 and feed.counters.book_updates == 2 and feed.heartbeats == 1
-    feed.on_frame(l2(5, "update", [("bid", "99.00", "1")]), 5)  # 4 never came
+    at(5, l2(5, "update", [("bid", "99.00", "1")]))  # 4 never came
     assert feed.book("BTC-USD-canonical") is None
     assert feed.counters.integrity_failures == 1 and feed.counters.resyncs == 1
     unsub, sub = (orjson.loads(m) for m in link.sent)
     assert (unsub["type"], unsub["channel"], unsub["product_ids"]) == ("unsubscribe", "level2", ["BTC-USD"])
     assert (sub["type"], sub["channel"], sub["product_ids"]) == ("subscribe", "level2", ["BTC-USD"])
-    feed.on_frame(l2(6, "snapshot", [("bid", "99.00", "3")]), 6)
+    at(6, l2(6, "snapshot", [("bid", "99.00", "3")]))
     book = feed.book("BTC-USD-canonical")
     assert book is not None and book.best_bid() == (D("99.00"), D("3"))
-    feed.on_frame(l2(6, "update", [("bid", "98.00", "1")]), 7)  # a repeated number is a break too
+    at(7, l2(6, "update", [("bid", "98.00", "1")]))  # a repeated number is a break too
     assert feed.counters.integrity_failures == 2 and feed.book("BTC-USD-canonical") is None
+    assert feed.counters.resyncs == 2
+
+
+def test_resubscriptions_after_breaks_are_spaced() -> None:
+    """If every frame looked like a break (a misread numbering), the venue must not be flooded."""
+    clock = ManualClock(T0)
+    feed = CoinbaseFeed("coinbase", [BTC], clock, resubscribe_min_s=1.0)
+    link = NullLink()
+    feed.on_open(link)
+
+    def at(seconds: float, raw: bytes) -> None:
+        clock.set(T0 + int(seconds * S))
+        feed.on_frame(raw, clock.now_ns())
+
+    at(2.0, l2(0, "snapshot", [("bid", "1.00", "1")]))
+    at(2.1, heartbeat(2, 1))  # break: resubscribed at once
+    at(2.3, heartbeat(5, 2))  # break again 0.2 s later: waits
+    at(2.5, heartbeat(9, 3))
+    assert feed.counters.integrity_failures == 3 and feed.counters.resyncs == 1 and len(link.sent) == 2
+    at(3.2, heartbeat(10, 4))  # no break, but one is still due and the spacing allows it now
+    assert feed.counters.resyncs == 2 and len(link.sent) == 4
+    at(3.3, l2(11, "snapshot", [("bid", "1.00", "2")]))
+    at(9.0, heartbeat(12, 5))
+    assert feed.counters.resyncs == 2 and feed.book("BTC-USD") is not None
 
 
 def test_feed_counts_garbage_and_error_frames_and_never_raises() -> None:
@@ -581,14 +614,22 @@ def test_a_snapshot_that_never_comes_is_asked_for_again() -> None:
 
 def test_resync_of_one_market_discards_only_its_book() -> None:
     eth = Listing("coinbase", "ETH-USD", "ETH-USD", D("0.01"), D("0.00000001"), D("0.00000001"), 2, 8)
-    feed = CoinbaseFeed("coinbase", [BTC, eth], ManualClock(T0))
+    clock = ManualClock(T0)
+    feed = CoinbaseFeed("coinbase", [BTC, eth], clock)
     link = NullLink()
     feed.on_open(link)
-    feed.on_frame(l2(0, "snapshot", [("bid", "1.00", "1")]), 1)
-    feed.on_frame(l2(1, "snapshot", [("bid", "2.00", "1")], "ETH-USD"), 1)
+    clock.set(T0 + 2 * S)
+    feed.on_frame(l2(0, "snapshot", [("bid", "1.00", "1")]), clock.now_ns())
+    feed.on_frame(l2(1, "snapshot", [("bid", "2.00", "1")], "ETH-USD"), clock.now_ns())
     feed.resync("BTC-USD", "crossed book")
     assert feed.book("BTC-USD") is None and feed.book("ETH-USD") is not None
     assert [orjson.loads(m)["product_ids"] for m in link.sent] == [["BTC-USD"], ["BTC-USD"]]
+    feed.on_frame(l2(2, "snapshot", [("bid", "1.00", "1")]), clock.now_ns())
+    feed.resync("BTC-USD", "crossed again")  # at once: spaced, asked for by the next frame a second later
+    assert len(link.sent) == 2
+    clock.set(T0 + 3 * S)
+    feed.on_frame(heartbeat(3, 1), clock.now_ns())
+    assert len(link.sent) == 4 and feed.counters.resyncs == 2
 
 
 # --- build_venue ------------------------------------------------------------------------------------
