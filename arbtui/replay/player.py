@@ -213,8 +213,8 @@ class ReplayPlayer:
         self._step = asyncio.Event()
         self.finished = asyncio.Event()
         self._rebase = False
+        self._pause_at: int | None = None
         self.started = asyncio.Event()
-        self.end_ns: int | None = None
         self.clock = ManualClock(self.header.start_ns)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if journal_path is None:
@@ -277,6 +277,10 @@ class ReplayPlayer:
         self.paused.set()
         return False
 
+    def pause_at(self, t_ns: int | None) -> None:
+        """Pause by itself before the first event after session time ``t_ns``."""
+        self._pause_at = t_ns
+
     def set_speed(self, speed: float | None) -> None:
         """Session seconds per wall second (None: as fast as possible); takes effect at once."""
         self.speed = speed
@@ -288,11 +292,8 @@ class ReplayPlayer:
 
     @property
     def progress(self) -> float:
-        """Share of the file read (by lines; a label, not money)."""
-        total = self.end_ns
-        if total is None or total <= self.header.start_ns:
-            return 0.0
-        return min(1.0, (self.clock.now_ns() - self.header.start_ns) / (total - self.header.start_ns))
+        """Share of the session file read so far (0..1)."""
+        return 1.0 if self.finished.is_set() else self.reader.fraction()
 
     # --- running -------------------------------------------------------------------------------
     async def run(self, *, stop_at_end: bool = True) -> dict[str, Any]:
@@ -325,6 +326,9 @@ class ReplayPlayer:
             if self._rebase:
                 self._rebase = False
                 wall_anchor = None
+            if self._pause_at is not None and ev["t"] > self._pause_at:
+                self._pause_at = None
+                self.paused.clear()
             if not self.paused.is_set():
                 self._step.clear()
                 wait_step = asyncio.ensure_future(self._step.wait())

@@ -124,16 +124,32 @@ class SessionWriter:
             self._file.close()
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as fh:
-            try:
-                yield from fh
-            except (EOFError, OSError, zlib.error):
-                yield b"\x00truncated"  # the reader turns it into an error naming the line
-    else:
-        with open(path, "rb") as fh:
-            yield from fh
+class _Source:
+    """The file's lines, and how far into the file (on disk) reading has got."""
+
+    def __init__(self, path: Path) -> None:
+        self.size = max(1, path.stat().st_size)
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed when the lines run out
+        self._gz = path.name.endswith(".gz")
+
+    def fraction(self) -> float:
+        try:
+            return min(1.0, self._raw.tell() / self.size)  # float ok: a progress bar
+        except (OSError, ValueError):
+            return 1.0
+
+    def lines(self) -> Iterator[bytes]:
+        try:
+            if self._gz:
+                with gzip.GzipFile(fileobj=self._raw, mode="rb") as fh:
+                    try:
+                        yield from fh
+                    except (EOFError, OSError, zlib.error):
+                        yield b"\x00truncated"  # the reader turns it into an error naming the line
+            else:
+                yield from self._raw
+        finally:
+            self._raw.close()
 
 
 class SessionReader:
@@ -150,7 +166,8 @@ class SessionReader:
         self.lines_read = 0
         if not path.exists():
             raise SessionError(path, None, "no such file")
-        self._lines = _lines(path)
+        self._source = _Source(path)
+        self._lines = self._source.lines()
         try:
             first = next(self._lines, None)
         except OSError as exc:
@@ -159,6 +176,10 @@ class SessionReader:
             raise SessionError(path, 1, "empty file: expected an arbtui-session header")
         self.header = _header(path, first)
         self.lines_read = 1
+
+    def fraction(self) -> float:
+        """How much of the file has been read (0..1)."""
+        return self._source.fraction()
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
         path = self.path

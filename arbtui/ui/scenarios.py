@@ -178,11 +178,55 @@ async def help_screen(pilot: Pilot[None], app: ArbApp, clock: ManualClock) -> No
     await _settle(pilot, app)
 
 
+REPLAY_PAUSE_S = 8
+
+
+def make_replay_app(session: Path, journal_dir: Path | None = None) -> tuple[ArbApp, ManualClock]:
+    """The console replaying ``session`` as fast as possible, pausing itself after REPLAY_PAUSE_S."""
+    from arbtui.replay.player import ReplayPlayer
+
+    directory = journal_dir if journal_dir is not None else Path(tempfile.mkdtemp(prefix="arbtui-ui-"))
+    player = ReplayPlayer(session, actions=True, speed=None, journal_path=directory / "journal.sqlite")
+    player.pause_at(player.header.start_ns + REPLAY_PAUSE_S * NS_PER_S)
+    app = ArbApp(player.config, engine=player.engine, clock=player.clock, replay=player, auto_refresh=False)
+    return app, player.clock
+
+
+async def replay_paused(pilot: Pilot[None], app: ArbApp, clock: ManualClock) -> None:
+    """A recorded session replayed with its actions, paused 8 s in: REPLAY bar, pairs as they were."""
+    player = app.replay
+    assert player is not None
+    await app.engine_started.wait()
+    while player.paused.is_set() and not player.finished.is_set():
+        await pilot.pause(0.01)
+    await _settle(pilot, app)
+    await _select_paying(pilot, app)
+    await _settle(pilot, app)
+
+
+async def record_demo_session(path: Path, seconds: int = 15) -> Path:
+    """The session ``tests/data/sim-session-15s.jsonl.gz`` was recorded with (seed 7, ARMED)."""
+    from arbtui.engine.builder import RunOptions, build_engine
+
+    clock = ManualClock(START_NS)
+    engine, _ = build_engine(default_config(), clock, path.parent / "record.sqlite", RunOptions(record=path))
+    await engine.start()
+    engine.set_armed(True)
+    for _ in range(seconds * 10):
+        await clock.advance(100 * NS_PER_MS)
+    engine.set_armed(False)
+    while engine.executor.in_flight():
+        await clock.advance(100 * NS_PER_MS)
+    await engine.stop("recorded")
+    return path
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
     scenario: Scenario
     size: tuple[int, int] = (120, 40)
+    replay: bool = False  # the app replays a recorded session (make_replay_app)
 
 
 SHOTS: tuple[Shot, ...] = (
@@ -196,6 +240,7 @@ SHOTS: tuple[Shot, ...] = (
     Shot("kill-switch", kill_switch),
     Shot("help", help_screen),
     Shot("small-80x24", startup, (80, 24)),
+    Shot("replay-paused", replay_paused, replay=True),
 )
 
 
@@ -205,7 +250,11 @@ async def save_screenshots(directory: Path) -> list[Path]:
     written = []
     for shot in SHOTS:
         with tempfile.TemporaryDirectory(prefix="arbtui-shot-") as tmp:
-            app, clock = make_app(Path(tmp))
+            if shot.replay:
+                session = await record_demo_session(Path(tmp) / "session.jsonl.gz")
+                app, clock = make_replay_app(session, Path(tmp))
+            else:
+                app, clock = make_app(Path(tmp))
             async with app.run_test(size=shot.size) as pilot:
                 await shot.scenario(pilot, app, clock)
                 path = directory / f"{shot.name}.svg"

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 PANES = ("spreads", "books", "pairs", "analytics")
 
 
+_FASTER = "Replay: double the speed"
+_SLOWER = "Replay: halve the speed"
+_STEP = "Replay (paused): play one event"
+
+
 class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
@@ -52,15 +57,9 @@ class MainScreen(Screen[None]):
         Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume spread detection"),
         Binding("r", "toggle_record", "Record", id="record", tooltip="Start or stop recording this session to a file"),
         Binding("space", "replay_pause", "Play/Pause", id="replay-pause", tooltip="Replay: pause or play"),
-        Binding(
-            "plus", "replay_speed(2)", "Faster", id="replay-faster", tooltip="Replay: double the speed", key_display="+"
-        ),
-        Binding(
-            "minus", "replay_speed(0.5)", "Slower", id="replay-slower", tooltip="Replay: halve the speed", key_display="-"
-        ),
-        Binding(
-            "full_stop", "replay_step", "Step", id="replay-step", tooltip="Replay (paused): play one event", key_display="."
-        ),
+        Binding("plus", "replay_speed(2)", "Faster", id="replay-faster", tooltip=_FASTER, key_display="+"),
+        Binding("minus", "replay_speed(0.5)", "Slower", id="replay-slower", tooltip=_SLOWER, key_display="-"),
+        Binding("full_stop", "replay_step", "Step", id="replay-step", tooltip=_STEP, key_display="."),
         Binding(
             "tab", "next_pane", "Next pane", id="next-pane", tooltip="Move to the next pane", show=False, priority=True
         ),

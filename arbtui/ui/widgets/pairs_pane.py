@@ -190,7 +190,7 @@ class PairsPane(Vertical):
                     live.move_cursor(row=live.get_row_index(selected), animate=False)
         history = self.history
         if history.row_count > 1:
-            history.sort("detail", key=lambda row: -seq(row[0]))
+            history.sort("detail", key=lambda detail: -seq(detail))  # one column: the key gets the cell
         while history.row_count > HISTORY_ROWS:
             last = history.ordered_rows[-1].key
             history.remove_row(last)

@@ -12,14 +12,14 @@ from arbtui.ui.formatting import clock_text
 if TYPE_CHECKING:
     from arbtui.replay.player import ReplayPlayer
 
-BAR_WIDTH = 30
+BAR_WIDTH = 24
 
 
 class ReplayBar(Static):
     _last = ""
 
     def show(self, player: ReplayPlayer, now_ns: int) -> None:
-        text = Text(no_wrap=True)
+        text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" REPLAY ", style="bold black on magenta")
         if player.finished.is_set():
             state = "■ end"
@@ -33,9 +33,9 @@ class ReplayBar(Static):
         done = int(player.progress * BAR_WIDTH)
         text.append("█" * done, style="magenta")
         text.append("░" * (BAR_WIDTH - done), style="dim")
-        text.append(f" {player.progress * 100:3.0f}%  session {clock_text(now_ns)}")
+        text.append(f" {player.progress * 100:3.0f}%  {clock_text(now_ns)}")
         text.append(f"  {player.stats.frames} frames", style="dim")
-        text.append("   space pause · +/- speed · . step", style="dim")
+        text.append("  space ▶/❚❚  + - speed  . step", style="dim")
         if text.plain != self._last:
             self._last = text.plain
             self.update(text)
