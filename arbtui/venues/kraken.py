@@ -607,11 +607,12 @@ class KrakenTrader:
 
     async def cancel_order(self, client_order_id: str) -> OrderReport:
         placed = self._placed.get(client_order_id)
+        budget: RateBudget | None = None
         if placed is not None:
-            age_s = (self._clock.now_ns() - placed.sent_ns) / NS
-            await self.trading_budgets[placed.listing.symbol].acquire(kraken_cancel_cost(age_s))
+            budget = self.trading_budgets[placed.listing.symbol]
+            await budget.acquire(kraken_cancel_cost((self._clock.now_ns() - placed.sent_ns) / NS))
         try:
-            await self._call("CancelOrder", [("cl_ord_id", client_order_id)], rest_cost=0)
+            await self._call("CancelOrder", [("cl_ord_id", client_order_id)], rest_cost=0, budget=budget)
         except UnknownOrder:
             pass  # already closed, or never received: the status query below says which
         return await self.order_status(client_order_id)
@@ -815,10 +816,16 @@ class KrakenTrader:
         self._nonce = max(self._nonce + 1, self._clock.now_ns() // 1000)
         return self._nonce
 
-    async def _call(self, method: str, params: list[tuple[str, str]], *, rest_cost: float = 1.0) -> Any:
-        """A private call that is safe to repeat: retried on rate limits and stale nonces."""
+    async def _call(
+        self, method: str, params: list[tuple[str, str]], *, rest_cost: float = 1.0, budget: RateBudget | None = None
+    ) -> Any:
+        """A private call that is safe to repeat: retried on rate limits and stale nonces.
+
+        ``budget`` is the counter a rate limit refers to: the REST call counter, unless the call is a
+        trading call (CancelOrder), which counts on its pair's trading counter instead."""
         nonce_retries = 2
         rate_retries = self._rate_retries
+        limited = budget or self.rest_budget
         while True:
             if rest_cost:
                 await self.rest_budget.acquire(rest_cost)
@@ -829,9 +836,9 @@ class KrakenTrader:
                     text = "; ".join(reply.errors) or "HTTP 429"
                     raise VenueError(self._venue, f"{method}: rate limited: {redact(text)}", retryable=True)
                 rate_retries -= 1
-                self.rest_budget.observe_remaining(0)  # wait for Kraken's counter to decay
-                if not rest_cost:
-                    await self.rest_budget.acquire(1)
+                limited.observe_remaining(0)  # Kraken's counter is fuller than ours: wait for it to decay
+                if not rest_cost or limited is not self.rest_budget:
+                    await limited.acquire(1)
                 continue
             if kind is _Kind.NONCE and nonce_retries > 0:
                 nonce_retries -= 1
