@@ -161,6 +161,7 @@ class ConnectionSupervisor:
         self._wake = asyncio.Event()
         self._first_open = asyncio.Event()
         self._attempt = 0
+        self._last_frame = 0
         self._closing = False
         self.status = VenueStatus.CLOSED
         self.last_error: str | None = None
@@ -273,13 +274,15 @@ class ConnectionSupervisor:
             await ws.send(message)
         self._set_status(VenueStatus.CONNECTED, f"connected to {self.config.url}")
         self._first_open.set()
-        last_frame = self._clock.now_ns()
-        got_frame = False
+        opened = self._clock.now_ns()
+        self._last_frame = opened
+        # Frames are read and handled by one task (no per-frame futures: the hot path); this loop
+        # only wakes for control: messages to send, a reconnect request, the keep-alive, the watchdog.
+        reader = asyncio.create_task(self._read(ws), name=f"feed-read:{self.venue}:{self.stream}")
+        wake: asyncio.Task[bool] | None = None
         stale_ns = int(self.config.stale_after_s * NS)
         keepalive_ns = int(self.config.keepalive_s * NS) if self.config.keepalive_s else None
-        next_keepalive = last_frame + keepalive_ns if keepalive_ns else None
-        recv: asyncio.Task[str | bytes] | None = None
-        wake: asyncio.Task[bool] | None = None
+        next_keepalive = opened + keepalive_ns if keepalive_ns else None
         try:
             while True:
                 while not self._outbox.empty():
@@ -291,46 +294,48 @@ class ConnectionSupervisor:
                 if self._reconnect_reason is not None:
                     self._set_status(VenueStatus.CONNECTING, f"reconnecting: {self._reconnect_reason}")
                     return
-                deadline = last_frame + stale_ns
+                if now - self._last_frame >= stale_ns:
+                    self.counters.stale += 1
+                    self._set_status(VenueStatus.STALE, f"no data for {self.config.stale_after_s:g} s; reconnecting")
+                    return
+                deadline = self._last_frame + stale_ns
                 if next_keepalive is not None:
                     deadline = min(deadline, next_keepalive)
-                timeout = max(0.0, (deadline - now) / NS)
-                if recv is None:
-                    recv = asyncio.ensure_future(ws.recv())
                 if wake is None:
                     wake = asyncio.ensure_future(self._wake.wait())
-                done, _ = await asyncio.wait({recv, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                timeout = max(0.0, (deadline - now) / NS) + 0.001
+                done, _ = await asyncio.wait({reader, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if wake in done:
                     self._wake.clear()
                     wake = None
-                if recv in done:
-                    raw = recv.result()  # raises ConnectionClosed when the peer went away
-                    recv = None
-                    ts = self._clock.now_ns()
-                    last_frame = ts
-                    c = self.counters
-                    c.frames += 1
-                    c.bytes += len(raw)
-                    c.last_frame_ns = ts
-                    if not got_frame:
-                        got_frame = True
-                        self._attempt = 0
-                    if self.status is VenueStatus.STALE:
-                        self._set_status(VenueStatus.CONNECTED, "data flowing again")
-                    if self.tap is not None:
-                        self.tap.frame(self.venue, self.stream, raw, ts)
-                    self.handler.on_frame(raw, ts)
-                elif not done and self._clock.now_ns() - last_frame >= stale_ns:
-                    self.counters.stale += 1
-                    self._set_status(
-                        VenueStatus.STALE, f"no data for {self.config.stale_after_s:g} s; reconnecting"
-                    )
-                    return
-        except websockets.ConnectionClosed as exc:
-            raise ConnectionError(f"closed by the venue (code {exc.rcvd.code if exc.rcvd else 'none'})") from None
+                if reader in done:
+                    reader.result()  # raises why the connection ended
+                    raise ConnectionError("closed by the venue")
         finally:
-            for t in (recv, wake):
+            for t in (reader, wake):
                 if t is not None and not t.done():
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
+            if self._clock.now_ns() - opened >= int(self.config.backoff_max_s * NS) and self.counters.last_frame_ns:
+                self._attempt = 0  # a connection that lived and delivered: start the backoff afresh
+
+    async def _read(self, ws: ClientConnection) -> None:
+        counters = self.counters
+        handler = self.handler
+        tap = self.tap
+        clock = self._clock
+        try:
+            async for raw in ws:
+                ts = clock.now_ns()
+                self._last_frame = ts
+                counters.frames += 1
+                counters.bytes += len(raw)
+                counters.last_frame_ns = ts
+                if self.status is not VenueStatus.CONNECTED:
+                    self._set_status(VenueStatus.CONNECTED, "data flowing")
+                if tap is not None:
+                    tap.frame(self.venue, self.stream, raw, ts)
+                handler.on_frame(raw, ts)
+        except websockets.ConnectionClosed as exc:
+            raise ConnectionError(f"closed by the venue (code {exc.rcvd.code if exc.rcvd else 'none'})") from None
