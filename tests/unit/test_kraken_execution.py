@@ -206,6 +206,13 @@ async def test_a_clean_pair_completes_with_a_real_kraken_fill(start: Starter) ->
     assert kraken.filled == sim.filled > 0
     order = next(o for o in run.server.orders.values() if o.cl_ord_id == kraken.client_order_id)
     assert order.vol_exec == kraken.filled and order.status == "closed"
+    # The journal holds Kraken's own fills (from QueryTrades), adding up to the leg exactly.
+    fills = await run.engine.journal.query(
+        "SELECT quantity, price, fee FROM fills WHERE client_order_id=? ORDER BY seq", (kraken.client_order_id,)
+    )
+    assert len(fills) == len(order.trades)
+    assert sum(D(q) for q, _, _ in fills) == kraken.filled
+    assert sum(D(f) for _, _, f in fills) == order.fee
     assert not view.exposure
 
 
