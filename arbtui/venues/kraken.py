@@ -295,13 +295,14 @@ class KrakenFeed:
 
     def on_frame(self, raw: str | bytes, ts_ns: int) -> None:
         self._last_ts = ts_ns
+        changed: str | None = None
         try:
             msg = orjson.loads(raw)
             if not isinstance(msg, dict):
                 raise MalformedFrame("not a JSON object")
             channel = msg.get("channel")
             if channel == "book":
-                self._on_book(msg, ts_ns)
+                changed = self._on_book(msg, ts_ns)
             elif channel == "heartbeat":
                 self.heartbeats += 1
             elif channel == "status":
@@ -316,21 +317,24 @@ class KrakenFeed:
         except (orjson.JSONDecodeError, MalformedFrame, KeyError, TypeError, ValueError) as exc:
             self.counters.malformed += 1
             log.debug("%s: malformed frame skipped: %s", self.venue, exc)
+        if changed is not None:
+            self._on_change(changed)  # outside the try: a listener's error is not a malformed frame
         self._check_resync_timeouts(ts_ns)
 
     # --- frames ------------------------------------------------------------------------------
-    def _on_book(self, msg: dict[str, Any], ts_ns: int) -> None:
+    def _on_book(self, msg: dict[str, Any], ts_ns: int) -> str | None:
+        """Apply and verify one book frame; the canonical market whose book changed, if any."""
         frame = book_frame(msg)
         s = self._symbols.get(frame.symbol)
         if s is None:
-            return  # a symbol this feed did not ask for (a late frame of an old subscription)
+            return None  # a symbol this feed did not ask for (a late frame of an old subscription)
         if frame.checksum is None:
             raise MalformedFrame(f"{frame.symbol}: book frame without a checksum")
         if frame.snapshot:
             book = OrderBook(depth=self.depth)
             book.apply_snapshot(frame.bids, frame.asks, ts_ns)
         elif s.awaiting_snapshot or s.book is None:
-            return  # updates before the (fresh) snapshot belong to a book we no longer trust
+            return None  # updates before the (fresh) snapshot belong to a book we no longer trust
         else:
             book = s.book
             book.apply_update(frame.bids, frame.asks, ts_ns)
@@ -343,16 +347,16 @@ class KrakenFeed:
                 s.failures_in_a_row = 0
                 s.book = None
                 self._link.reconnect(f"{frame.symbol}: {MAX_RESYNCS_IN_A_ROW} resubscribes did not verify")
-                return
+                return None
             log.warning("%s %s: checksum mismatch; resubscribing", self.venue, frame.symbol)
             self._resubscribe(s, force=True)  # a failed fresh snapshot needs another one too
-            return
+            return None
         s.book = book
         s.awaiting_snapshot = False
         s.resync_since_ns = None
         s.failures_in_a_row = 0
         self.counters.book_updates += 1
-        self._on_change(s.listing.market)
+        return s.listing.market
 
     def _on_instrument(self, msg: dict[str, Any]) -> None:
         data = msg.get("data")
@@ -533,6 +537,7 @@ class KrakenTrader:
             lst.symbol: RateBudget(f"{venue} {lst.symbol} trading", trade_limit, trade_decay, clock) for lst in listings
         }
         self._assets = sorted({a for m in markets.values() for a in (m.base, m.quote)})
+        self._pairs = {lst.symbol: rest_pair(lst.symbol) for lst in listings}  # raises early on a bad symbol
         self.requests_sent = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -575,7 +580,7 @@ class KrakenTrader:
             ("ordertype", "limit"),
             ("type", request.side.value),
             ("volume", volume),
-            ("pair", rest_pair(lst.symbol)),
+            ("pair", self._pairs[lst.symbol]),
             ("price", price),
             ("timeinforce", "GTC" if request.time_in_force is TimeInForce.GTC else "IOC"),
             ("oflags", "fciq"),
@@ -657,7 +662,7 @@ class KrakenTrader:
 
     async def live_fees(self) -> Mapping[str, FeeSchedule]:
         """The account's maker/taker rates per market from TradeVolume (Kraken gives percentages)."""
-        pairs = {rest_pair(lst.symbol): lst.market for lst in self._listings.values()}
+        pairs = {self._pairs[lst.symbol]: lst.market for lst in self._listings.values()}
         if not pairs:
             return {}
         result = await self._call("TradeVolume", [("pair", ",".join(pairs)), ("fee-info", "true")])

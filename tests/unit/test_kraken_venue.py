@@ -239,6 +239,19 @@ def test_a_failing_fresh_snapshot_resubscribes_again_and_repeated_failures_recon
     assert feed.counters.integrity_failures == 6 and feed.book("BTC-USD") is None
 
 
+def test_a_listener_error_is_not_mistaken_for_a_malformed_frame() -> None:
+    feed = KrakenFeed("kraken", [BTC])
+    feed.on_open(NullLink())
+
+    def broken(market: str) -> None:
+        raise ValueError("a bug downstream")
+
+    feed.set_on_change(broken)
+    with pytest.raises(ValueError, match="a bug downstream"):
+        feed.on_frame(recorded()[0], 0)
+    assert feed.counters.malformed == 0 and feed.counters.book_updates == 1
+
+
 def test_on_close_forgets_the_books() -> None:
     feed = KrakenFeed("kraken", [BTC])
     feed.on_open(NullLink())
