@@ -38,6 +38,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         config = replace(config, seed=args.seed)
     journal = Path(args.journal) if args.journal else None
+    if args.loopback:
+        if args.live:
+            print("--loopback and --live do not mix: loopback servers are not real venues", file=sys.stderr)
+            return 2
+        from arbtui.sim.loopback.launcher import LoopbackThread
+
+        loopback = LoopbackThread(config)
+        try:
+            config = loopback.start()
+        except OSError as exc:
+            print(f"arbtui: cannot start the loopback venue servers: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return _run_config(config, args, journal)
+        finally:
+            loopback.stop()
+    return _run_config(config, args, journal)
+
+
+def _run_config(config: Config, args: argparse.Namespace, journal: Path | None) -> int:
     from arbtui.engine.builder import LiveRefused, RunOptions, check_run_options
     from arbtui.venues.secrets import SecretsError
 
@@ -230,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="send real orders to real venues (also needs [trading] live = true and every real venue's keys); "
             "without it real venues trade on paper",
+        )
+        p.add_argument(
+            "--loopback",
+            action="store_true",
+            help="run the real venues' connectors against 127.0.0.1 loopback servers that speak their protocols "
+            "(paper trading; no network, no keys)",
         )
         p.add_argument(
             "--record",

@@ -109,6 +109,7 @@ def summarize(engine: Engine, duration_s: int, armed: bool) -> dict[str, Any]:
         },
         "ack_skew_ms": {"p50": _ms(a.ack_skew.p(50)), "p99": _ms(a.ack_skew.p(99))},
         "breakers": {v: {"tripped": b.tripped, "trips": b.trips} for v, b in sorted(ex.breakers.items())},
+        "venues": {name: dict(engine.venue_counters(name)) for name in sorted(engine.venues)},
         "wall": {
             "confirm_to_both_sent_us": _us_summary(a.confirm_to_sent.p(50), a.confirm_to_sent.p(99)),
             "leg_skew_us": _us_summary(a.send_skew.p(50), a.send_skew.p(99)),

@@ -29,7 +29,7 @@ from typing import Any
 
 from arbtui.config import REAL_KINDS, Config, ConfigError, VenueConfig, parse_config
 from arbtui.domain.book import OrderBook
-from arbtui.domain.clock import NS_PER_S, ManualClock
+from arbtui.domain.clock import NS_PER_S, Clock, ManualClock
 from arbtui.domain.events import Event, OpportunityDetected
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Listing, Market
@@ -49,13 +49,14 @@ SETTLE_LIMIT_NS = 120 * NS_PER_S
 SETTLE_STEP_NS = 100_000_000
 
 
-def make_feed(vc: VenueConfig, listings: Sequence[Listing]) -> BookFeed:
-    """The venue kind's own feed parser (a recorded Kraken frame goes through the Kraken parser)."""
+def make_feed(vc: VenueConfig, listings: Sequence[Listing], clock: Clock) -> BookFeed:
+    """The venue kind's own feed parser (a recorded Kraken frame goes through the Kraken parser):
+    ``arbtui.venues.<kind>.make_feed``; simulated venues' frames go through :class:`SimFeed`."""
     if vc.kind in REAL_KINDS:
-        factory: Callable[[VenueConfig, Sequence[Listing]], BookFeed] = importlib.import_module(
+        factory: Callable[[VenueConfig, Sequence[Listing], Clock], BookFeed] = importlib.import_module(
             f"arbtui.venues.{vc.kind}"
         ).make_feed
-        return factory(vc, listings)
+        return factory(vc, listings, clock)
     return SimFeed(vc.name, listings, vc.sim.depth)
 
 
@@ -226,7 +227,7 @@ class ReplayPlayer:
         markets = dict(instruments.markets)
         for vc in self.config.venues:
             listings = instruments.listings_for_venue(vc.name)
-            feed = make_feed(vc, listings)
+            feed = make_feed(vc, listings, self.clock)
             balances = vc.real.paper_balances if vc.real is not None else vc.sim.balances
             trader: Trader
             if actions:

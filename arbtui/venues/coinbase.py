@@ -956,3 +956,9 @@ def build_venue(
     )
     holder.append(venue)
     return venue
+
+
+def make_feed(vc: VenueConfig, listings: Sequence[Listing], clock: Clock) -> CoinbaseFeed:
+    """The level2 feed alone, without keys or a socket: replay drives it with recorded frames."""
+    stale_s = float(vc.real.stale_after_s) if vc.real is not None else 10.0  # float ok: a duration
+    return CoinbaseFeed(vc.name, list(listings), clock, None, snapshot_timeout_s=stale_s)

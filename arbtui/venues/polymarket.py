@@ -1030,3 +1030,8 @@ def build_venue(
 
 def _has(credentials: Credentials | None, name: str) -> bool:
     return credentials is not None and isinstance(credentials.get(name), Secret)
+
+
+def make_feed(vc: VenueConfig, listings: Sequence[Listing], clock: Clock) -> PolymarketFeed:
+    """The market-channel feed alone, without a socket: replay drives it with recorded frames."""
+    return PolymarketFeed(list(listings), clock)
