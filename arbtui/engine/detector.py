@@ -159,6 +159,20 @@ class Detector:
                         )
                     )
 
+    def set_fees(self, venue: str, market: str, fees: FeeSchedule) -> None:
+        """The account's fee schedule for ``market`` on ``venue`` (a venue's live rates, once connected)."""
+
+        def fix(lg: _LegSpec) -> _LegSpec:
+            return replace(lg, fees=fees) if lg.venue == venue and lg.listing.market == market else lg
+
+        specs = [replace(sp, first=fix(sp.first), second=fix(sp.second)) for sp in self._specs]
+        if specs == self._specs:
+            return
+        self._specs = []
+        self._by_market = {}
+        for sp in specs:
+            self._add(sp)
+
     def _add(self, spec: _PairSpec) -> None:
         self._specs.append(spec)
         for lg in (spec.first, spec.second):

@@ -136,6 +136,8 @@ class Engine:
         for venue in self.venues.values():
             self._set_status(venue.name, VenueStatus.CONNECTING, "")
             await venue.connect(self)
+            for lst in venue.listings:  # a real venue may have replaced the configured fees with the account's
+                self.detector.set_fees(venue.name, lst.market, venue.fees(lst.market))
             self._balances[venue.name] = dict(await venue.balances())
         self._starting = False
         if not self.detection_paused:  # books that arrived while connecting, priced with balances known

@@ -60,9 +60,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -408,6 +410,68 @@ def _ignore(_market: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+class OrderHashBook:
+    """Client order id -> order hash, written before each order is sent and read back after a restart.
+
+    Polymarket has no client order ids; the order hash (the venue's order id) is known before sending
+    (the salt is derived from our client order id). Keeping it here lets a new process ask the venue
+    about an order an earlier process sent but never heard back about. One JSON line per order,
+    flushed to the OS before the POST (it survives the process, not the machine). A client order id
+    that is in neither memory nor this file was never sent by arbtui from this data directory:
+    :class:`UnknownOrder`.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            for line in path.read_bytes().splitlines():
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a line cut by a crash: its order was never sent
+                if isinstance(entry, dict) and isinstance(entry.get("cid"), str):
+                    self._entries[entry["cid"]] = entry
+
+    def remember(self, request: OrderRequest, token: str, order_hash: str) -> None:
+        entry = {
+            "cid": request.client_order_id,
+            "hash": order_hash,
+            "token": token,
+            "market": request.market,
+            "side": request.side.value,
+            "quantity": str(request.quantity),
+            "limit_price": str(request.limit_price),
+            "tif": request.time_in_force.value,
+        }
+        self._entries[request.client_order_id] = entry
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as fh:
+                fh.write(orjson.dumps(entry) + b"\n")
+                fh.flush()
+
+    def recall(self, venue: str, client_order_id: str) -> _Order | None:
+        e = self._entries.get(client_order_id)
+        if e is None:
+            return None
+        request = OrderRequest(
+            client_order_id,
+            venue,
+            str(e["market"]),
+            Side(e["side"]),
+            Decimal(str(e["quantity"])),
+            Decimal(str(e["limit_price"])),
+            TimeInForce(e["tif"]),
+        )
+        return _Order(request, str(e["token"]), order_id=str(e["hash"]), sent=True)
+
+
+def default_hash_book_path(venue: str) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "arbtui" / f"polymarket-order-hashes-{venue}.jsonl"
+
+
 @dataclass
 class _Order:
     request: OrderRequest
@@ -450,8 +514,10 @@ class PolymarketTrader:
         ticks: Callable[[str], Decimal | None] | None = None,
         *,
         request_timeout_s: float = 30.0,
+        hash_book: OrderHashBook | None = None,
     ) -> None:
         self._venue = venue
+        self._hash_book = hash_book if hash_book is not None else OrderHashBook(None)
         self._listings = {lst.market: lst for lst in listings}
         self._markets = markets
         self._real = real
@@ -601,6 +667,7 @@ class PolymarketTrader:
         except ValueError as exc:
             return self._reject(order, f"not sent: {redact(str(exc))}")
         order.order_id = signed.order_hash
+        self._hash_book.remember(request, lst.symbol, signed.order_hash)
         body = {
             "order": signed.order,
             "owner": self._api_key.reveal(),
@@ -663,13 +730,12 @@ class PolymarketTrader:
     def _known(self, client_order_id: str) -> _Order:
         order = self._orders.get(client_order_id)
         if order is None:
-            # Not UnknownOrder: Polymarket has no client order ids, so "never placed by this process"
-            # does not mean "the venue never received it" (an earlier process may have sent it).
-            raise VenueError(
-                self._venue,
-                f"order {client_order_id} was not placed by this process; Polymarket has no client order ids, "
-                "so its order hash is unknown here",
-            )
+            # Polymarket has no client order ids: an order an earlier process sent is found through the
+            # order hash it wrote down before sending (OrderHashBook); one in neither was never sent.
+            order = self._hash_book.recall(self._venue, client_order_id)
+            if order is None:
+                raise UnknownOrder(self._venue, f"no order {client_order_id} was sent from this data directory")
+            self._orders[client_order_id] = order
         return order
 
     def _l2_headers(self, method: str, path: str, body: str | None) -> dict[str, str]:
@@ -1002,7 +1068,17 @@ def build_venue(
 
     trader: PolymarketTrader | PaperTrader | PaperTraderWithVenueFees
     if live:
-        trader = PolymarketTrader(vc.name, listings, markets, real, credentials, clock, fees, feed.tick)
+        trader = PolymarketTrader(
+            vc.name,
+            listings,
+            markets,
+            real,
+            credentials,
+            clock,
+            fees,
+            feed.tick,
+            hash_book=OrderHashBook(default_hash_book_path(vc.name)),
+        )
     else:
         trader = PaperTrader(
             vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms

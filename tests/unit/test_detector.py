@@ -481,3 +481,16 @@ def test_a_stale_or_crossed_book_never_yields_a_new_opportunity() -> None:
     assert h2.books[("A", X)].is_crossed()
     ev = h2.evaluate(0)[AB]
     assert isinstance(ev, SpreadChanged) and not ev.spread.pays
+
+
+def test_venue_fees_learned_after_connect_reprice_the_spread() -> None:
+    from arbtui.domain.fees import FeeSchedule
+
+    h = case_a()
+    assert h.evaluate()[AB].spread.pays
+    # The account's live rate on B (a venue's fee endpoint) is far higher than the configured one.
+    h.detector.set_fees("B", X, FeeSchedule(D("0"), D("0.03")))
+    ev = h.evaluate()[AB]
+    assert not ev.spread.pays
+    h.detector.set_fees("B", X, FeeSchedule(D("0"), D("0.001")))
+    assert h.evaluate()[AB].spread.pays
