@@ -209,6 +209,25 @@ async def _run_replay(player: Any, *, progress: bool) -> dict[str, Any]:
     return summary
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import orjson
+
+    from arbtui.bench.runner import FIGURES, machine, render_text, run_figures
+
+    names = tuple(args.only) if args.only else FIGURES
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        print(f"unknown figure(s): {', '.join(unknown)} (known: {', '.join(FIGURES)})", file=sys.stderr)
+        return 2
+    figs = run_figures(names, args.quick)
+    if args.json:
+        doc = {"machine": machine(), "quick": args.quick, "figures": {f.name: f.as_dict() for f in figs}}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render_text(figs))
+    return 0
+
+
 def _cmd_screenshots(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -298,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--skip-bad", action="store_true", help="skip (and count) corrupt lines instead of stopping")
     rp.add_argument("--config", metavar="PATH", help="replay with this configuration instead of the recorded one")
     rp.set_defaults(func=_cmd_replay)
+    bench = sub.add_parser("bench", help="measure ingest, detection, execution, console, replay and memory figures")
+    bench.add_argument("--quick", action="store_true", help="short runs (CI: checks the benchmarks still work)")
+    bench.add_argument("--json", action="store_true", help="one JSON object with every figure")
+    bench.add_argument("--only", nargs="+", metavar="FIGURE", help="run only these figures")
+    bench.set_defaults(func=_cmd_bench)
     shots = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the console's main states")
     shots.add_argument("out", nargs="?", default="screenshots", metavar="DIR")
     shots.set_defaults(func=_cmd_screenshots)
