@@ -21,8 +21,23 @@ ENGINE_MODULES = [
     "arbtui.venues.kraken_book",
     "arbtui.venues.coinbase_book",
     "arbtui.venues.polymarket_book",
+    "arbtui.venues.connection",
+    "arbtui.venues.live",
+    "arbtui.venues.kraken",
+    "arbtui.venues.coinbase",
+    "arbtui.venues.polymarket",
+    "arbtui.venues.sim_feed",
+    "arbtui.venues.secrets",
+    "arbtui.venues.ratelimit",
     "arbtui.sim.market",
     "arbtui.sim.server",
+    "arbtui.sim.loopback.kraken",
+    "arbtui.sim.loopback.coinbase",
+    "arbtui.sim.loopback.polymarket",
+    "arbtui.sim.loopback.launcher",
+    "arbtui.replay.session_format",
+    "arbtui.replay.recorder",
+    "arbtui.replay.player",
 ]
 
 UI_PACKAGES = ("textual", "rich", "arbtui.ui")
