@@ -50,6 +50,8 @@ class StatusHeader(Static):
             text.append(" SAFE ", style="bold black on green")
         if engine.detection_paused:
             text.append(" PAUSED ", style="bold black on white")
+        if engine.recorder is not None and engine.recorder.active:
+            text.append(" ● REC ", style="bold white on red")
         text.append(f" {clock_text(now_ns)}", style="")
         for name, view in bridge.venues.items():
             tripped = ex.breakers[name].tripped if name in ex.breakers else False
