@@ -1,6 +1,7 @@
 """The Polymarket feed through a real socket against the loopback server (books equal the server's; a
 corrupted best_bid is resynced; a dropped connection reconnects; garbage is counted; PING is sent), and
-the server's own checks (L2 HMAC, the EIP-712 signer, fee rate, tick, balances).
+the server's own checks (L2 HMAC, the EIP-712 signer of V1 and V2 orders, the order version, fee rate,
+tick, balances).
 
 Everything runs on 127.0.0.1 with ephemeral ports. Waiting is bounded polling with generous deadlines.
 """
@@ -25,7 +26,14 @@ from arbtui.domain.instruments import Listing
 from arbtui.sim.loopback.book_generator import LoopbackMarket
 from arbtui.sim.loopback.polymarket import TEST_PRIVATE_KEY, LoopbackPolymarket
 from arbtui.venues.connection import ConnectionSupervisor, SupervisorConfig
-from arbtui.venues.polymarket import PolymarketFeed, l2_signature, order_amounts, order_salt, sign_order_v1
+from arbtui.venues.polymarket import (
+    PolymarketFeed,
+    l2_signature,
+    order_amounts,
+    order_salt,
+    sign_order_v1,
+    sign_order_v2,
+)
 
 D = Decimal
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
@@ -207,6 +215,14 @@ class Client:
                                fee_rate_bps=fee_bps, maker=maker)
         return {"order": signed.order, "owner": self.lb.api_key, "orderType": "FAK", "postOnly": False}
 
+    def order_v2(self, cid: str, price: Decimal, size: Decimal, *, key: str = TEST_PRIVATE_KEY,
+                 maker: str | None = None, timestamp_ms: int = 1_700_000_000_000) -> dict[str, object]:
+        maker_amount, taker_amount = order_amounts("BUY", price, size, TICK)
+        signed = sign_order_v2(key, chain_id=137, neg_risk=False, salt=order_salt(cid), token_id=YES,
+                               maker_amount=maker_amount, taker_amount=taker_amount, side="BUY",
+                               timestamp_ms=timestamp_ms, maker=maker)
+        return signed.body(self.lb.api_key, "FAK")
+
 
 @pytest.fixture
 async def still() -> AsyncIterator[LoopbackPolymarket]:
@@ -246,6 +262,41 @@ async def test_the_server_recovers_the_order_signer(still: LoopbackPolymarket, c
     status, body = await client.request("POST", "/order", tampered)
     assert (status, body) == (400, {"error": "invalid signature"})
     status, body = await client.request("POST", "/order", client.order("sig-3", ask, D(1)))
+    assert status == 200 and body["success"] is True  # type: ignore[index]
+
+
+async def test_a_v2_server_recovers_the_v2_order_signer(still: LoopbackPolymarket, client: Client) -> None:
+    still.order_version = 2
+    ask = still.book(YES)[1][0][0]
+    forged = client.order_v2("v2sig-1", ask, D(1), key=OTHER_KEY, maker=still.address)
+    assert await client.request("POST", "/order", forged) == (400, {"error": "invalid signature"})
+    for field, value in (("takerAmount", "2000000"), ("timestamp", "1700000000001"), ("builder", "0x" + "11" * 32)):
+        tampered = client.order_v2(f"v2sig-{field}", ask, D(1))
+        tampered["order"][field] = value  # type: ignore[index]  # a signed field changed after signing
+        assert await client.request("POST", "/order", tampered) == (400, {"error": "invalid signature"}), field
+    unsigned = client.order_v2("v2sig-2", ask, D(1))
+    unsigned["order"]["expiration"] = "1800000000"  # type: ignore[index]  # sent, not signed: still valid
+    status, body = await client.request("POST", "/order", unsigned)
+    assert status == 200 and body["success"] is True and body["status"] == "matched"  # type: ignore[index]
+    assert body["tradeIDs"] and body["orderID"] in still.order_ids()  # type: ignore[index]
+    status, row = await client.request("GET", f"/data/order/{body['orderID']}")  # type: ignore[index]
+    assert status == 200 and row["expiration"] == "1800000000"  # type: ignore[index]
+
+
+async def test_the_server_refuses_orders_of_the_other_version(still: LoopbackPolymarket, client: Client) -> None:
+    ask = still.book(YES)[1][0][0]
+    mismatch = (400, {"error": "order_version_mismatch"})
+    assert await client.request("POST", "/order", client.order_v2("ver-1", ask, D(1))) == mismatch  # V1 server
+    still.order_version = 2
+    assert await client.request("POST", "/order", client.order("ver-2", ask, D(1))) == mismatch
+    mixed = client.order_v2("ver-3", ask, D(1))
+    mixed["order"]["feeRateBps"] = "0"  # type: ignore[index]
+    assert await client.request("POST", "/order", mixed) == (400, {"error": "Invalid order payload"})
+    deferred = {**client.order_v2("ver-4", ask, D(1)), "deferExec": True}
+    status, body = await client.request("POST", "/order", deferred)
+    assert status == 400 and "deferExec" in body["error"]  # type: ignore[index]
+    assert still.order_ids() == set()
+    status, body = await client.request("POST", "/order", client.order_v2("ver-5", ask, D(1)))
     assert status == 200 and body["success"] is True  # type: ignore[index]
 
 

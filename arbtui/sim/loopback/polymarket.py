@@ -14,10 +14,17 @@ Market channel (``ws://127.0.0.1:PORT/ws/market``), shapes as in VENUES.md 4.1:
 REST (``http://127.0.0.1:PORT``): ``GET /version``, ``/fee-rate``, ``/tick-size``, ``/neg-risk``
 (public); ``POST /order``, ``DELETE /order``, ``GET /data/order/<id>``, ``GET /data/trades``,
 ``GET /balance-allowance`` (L2). Every private request's L2 HMAC is checked with the test key, secret
-and passphrase (401 ``{"error": "Unauthorized/Invalid api key"}`` otherwise); an order's EIP-712
-signer is recovered from its signature (py_order_utils' struct hash, eth_account's recovery) and must
-be ``POLY_ADDRESS``; its ``feeRateBps`` must be the market's ``base_fee``; its price (from the amounts)
-must be on the current tick. Orders match against the server's book (a price-time
+and passphrase (401 ``{"error": "Unauthorized/Invalid api key"}`` otherwise). ``order_version`` (1 or
+2, what ``GET /version`` answers; it may be changed while running, as a migration would) is the only
+order version accepted: an order of the other shape is refused with HTTP 400
+``{"error": "order_version_mismatch"}``. An order's EIP-712 signer is recovered from its signature and
+must be ``POLY_ADDRESS``: V1 through py_order_utils' struct hash, V2 through :func:`order_hash_v2`,
+which builds the typed data from the wire fields with py-clob-client-v2's own typed-data model and
+contract table (not its order builder, the client's signing path) and hashes it with eth_account. A V1
+order's ``feeRateBps`` must be the market's ``base_fee`` (V2 orders carry no fee); a V2 order's
+``metadata`` and ``builder`` must be bytes32, its ``timestamp`` and (unsigned) ``expiration`` integers,
+and ``deferExec`` false (the deferred execution is not modelled); a V2 reply adds ``tradeIDs``. The
+price (from the amounts) must be on the current tick. Orders match against the server's book (a price-time
 :class:`~arbtui.sim.matching.MatchingBook` holding the generated market-maker quotes and resting client
 orders): FAK fills what it can (none at all is refused, as the venue does), FOK all or nothing, GTC
 rests and fills when the quotes move through it. Fills consume the book and show in the next frames;
@@ -55,6 +62,7 @@ from arbtui.domain.orders import Side, TimeInForce
 from arbtui.sim.loopback.book_generator import BookGenerator, LoopbackMarket
 from arbtui.sim.matching import MatchingBook, MatchResult, Trade
 from arbtui.venues.polymarket import (
+    ORDER_VERSION_MISMATCH,
     UNITS,
     address_of,
     l2_signature,
@@ -75,6 +83,8 @@ FOK_KILLED = "order couldn't be fully filled. FOK orders are fully filled or kil
 FAK_KILLED = "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
 _L2 = ("POLY_ADDRESS", "POLY_SIGNATURE", "POLY_TIMESTAMP", "POLY_API_KEY", "POLY_PASSPHRASE")
 _TIF = {"FAK": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTC": TimeInForce.GTC, "GTD": TimeInForce.GTC}
+_V1_ONLY = frozenset({"taker", "nonce", "feeRateBps"})
+_V2_ONLY = frozenset({"timestamp", "metadata", "builder"})
 _GARBAGE = ("this is not json", '{"event_type": "book", "asset_id": 5}', "[1, 2, 3]", '{"hello": "world"}')
 
 
@@ -82,6 +92,65 @@ def _wire(value: Decimal, *, bare: bool = False) -> str:
     """A decimal as the venue writes it ("0.5", "200"); ``bare`` drops a leading zero (".48")."""
     text = format(value.normalize(), "f") if value else "0"
     return text[1:] if bare and text.startswith("0.") else text
+
+
+def order_hash_v2(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> str:
+    """The EIP-712 digest of a V2 order given as its wire dict: the typed data is rebuilt field by field
+    from py-clob-client-v2's typed-data model (domain, ``Order`` struct, the V2 contracts of its
+    ``get_contract_config``) and hashed by eth_account. ValueError/KeyError/TypeError on a bad field."""
+    from eth_account.messages import encode_typed_data
+    from eth_utils.crypto import keccak
+    from py_clob_client_v2.config import get_contract_config
+    from py_clob_client_v2.order_utils.model.ctf_exchange_v2_typed_data import (
+        CTF_EXCHANGE_V2_DOMAIN_NAME,
+        CTF_EXCHANGE_V2_DOMAIN_VERSION,
+        CTF_EXCHANGE_V2_ORDER_STRUCT,
+        EIP712_DOMAIN,
+    )
+
+    try:
+        contracts = get_contract_config(chain_id)
+    except Exception:  # noqa: BLE001 - the package raises a bare Exception for an unknown chain
+        raise ValueError(f"no V2 exchange for chain {chain_id}") from None
+    message: dict[str, Any] = {}
+    for member in CTF_EXCHANGE_V2_ORDER_STRUCT:
+        name, kind, raw = member["name"], member["type"], order[member["name"]]
+        if name == "side":
+            message[name] = {"BUY": 0, "SELL": 1}[raw]
+        elif kind == "address":
+            message[name] = str(raw)
+        elif kind == "bytes32":
+            text = str(raw)
+            if not (text.startswith("0x") and len(text) == 66):
+                raise ValueError(f"{name} is not bytes32: {text!r}")
+            message[name] = bytes.fromhex(text[2:])
+        else:  # uint256 / uint8, sent as JSON numbers or decimal strings
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise TypeError(f"{name} is not an integer: {raw!r}")
+            message[name] = int(raw)
+    typed_data = {
+        "primaryType": "Order",
+        "types": {"EIP712Domain": EIP712_DOMAIN, "Order": CTF_EXCHANGE_V2_ORDER_STRUCT},
+        "domain": {
+            "name": CTF_EXCHANGE_V2_DOMAIN_NAME,
+            "version": CTF_EXCHANGE_V2_DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": contracts.neg_risk_exchange_v2 if neg_risk else contracts.exchange_v2,
+        },
+        "message": message,
+    }
+    signable = encode_typed_data(full_message=typed_data)
+    return "0x" + keccak(b"\x19" + signable.version + signable.header + signable.body).hex()
+
+
+def _wire_version(order: Mapping[str, Any]) -> int | None:
+    """Which order version a wire order's fields are (None: neither)."""
+    keys = set(order)
+    if _V2_ONLY <= keys and not keys & _V1_ONLY:
+        return 2
+    if _V1_ONLY <= keys and not keys & _V2_ONLY:
+        return 1
+    return None
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -124,6 +193,7 @@ class _ClientOrder:
     size: Decimal
     order_type: str
     created_at: int
+    expiration: int = 0
     status: str = "LIVE"
     matched: Decimal = ZERO
     matching_id: int | None = None
@@ -538,11 +608,24 @@ class LoopbackPolymarket:
             payload = json.loads(body)
             order = payload["order"]
             owner, order_type = payload["owner"], payload["orderType"]
+            version = _wire_version(order)
+            if version is None:
+                raise ValueError("neither a V1 nor a V2 order")
+            if version != self.order_version:
+                return _error(400, ORDER_VERSION_MISMATCH)
             side = Side.BUY if order["side"] == "BUY" else Side.SELL if order["side"] == "SELL" else None
             maker_amount, taker_amount = int(order["makerAmount"]), int(order["takerAmount"])
             symbol, signature = str(order["tokenId"]), str(order["signature"])
-            signature_type, fee_bps = int(order["signatureType"]), int(order["feeRateBps"])
-            order_id = order_hash_v1(order, self.chain_id, self.neg_risk)
+            signature_type = int(order["signatureType"])
+            expiration = int(order.get("expiration", 0))
+            if version == 1:
+                fee_bps: int | None = int(order["feeRateBps"])
+                order_id = order_hash_v1(order, self.chain_id, self.neg_risk)
+            else:
+                fee_bps = None
+                if payload.get("deferExec", False) is not False:
+                    return _error(400, "deferExec is not supported by the loopback server")
+                order_id = order_hash_v2(order, self.chain_id, self.neg_risk)
         except (ValueError, KeyError, TypeError):
             return _error(400, "Invalid order payload")
         if owner != self.api_key:
@@ -562,7 +645,7 @@ class LoopbackPolymarket:
         st = self._markets.get(symbol)
         if st is None:
             return _error(400, "market not found")
-        if fee_bps != self.fee_rate_bps:
+        if fee_bps is not None and fee_bps != self.fee_rate_bps:
             return _error(400, f"invalid fee rate ({fee_bps}), current market's taker fee: {self.fee_rate_bps}")
         if maker_amount <= 0 or taker_amount <= 0:
             return _error(400, "invalid amounts")
@@ -584,7 +667,8 @@ class LoopbackPolymarket:
             return _error(400, FOK_KILLED)
         if tif is TimeInForce.IOC and book.available(side, price) == 0:
             return _error(400, FAK_KILLED)
-        client = _ClientOrder(order_id, symbol, side, price, size, order_type, self._clock.now_ns() // NS_PER_S)
+        now = self._clock.now_ns() // NS_PER_S
+        client = _ClientOrder(order_id, symbol, side, price, size, order_type, now, expiration=expiration)
         self._orders[order_id] = client
         result = book.submit(CLIENT, side, price, size, tif, tag=order_id)
         client.matching_id = result.order_id
@@ -594,17 +678,18 @@ class LoopbackPolymarket:
             client.status = "MATCHED"
         self._publish(st)
         making, taking = (spent, client.matched) if side is Side.BUY else (client.matched, spent)
-        return _json(
-            {
-                "success": True,
-                "errorMsg": "",
-                "orderID": order_id,
-                "transactionsHashes": ["0x" + hashlib.sha256(t.encode()).hexdigest() for t in client.trades],
-                "status": "live" if result.rested is not None else "matched",
-                "takingAmount": _wire(taking) if client.matched else "",
-                "makingAmount": _wire(making) if client.matched else "",
-            }
-        )
+        reply: dict[str, Any] = {
+            "success": True,
+            "errorMsg": "",
+            "orderID": order_id,
+            "transactionsHashes": ["0x" + hashlib.sha256(t.encode()).hexdigest() for t in client.trades],
+            "status": "live" if result.rested is not None else "matched",
+            "takingAmount": _wire(taking) if client.matched else "",
+            "makingAmount": _wire(making) if client.matched else "",
+        }
+        if version == 2:
+            reply["tradeIDs"] = list(client.trades)  # py-clob-client-v2 post_order: trades to follow
+        return _json(reply)
 
     def _settle(self, st: _Market, result: MatchResult, taker: _ClientOrder | None) -> Decimal:
         """Record the trades of one submission and move balances; returns the taker's USDC."""
@@ -717,7 +802,7 @@ class LoopbackPolymarket:
                 "size_matched": _wire(order.matched),
                 "price": _wire(order.price),
                 "outcome": "Yes",
-                "expiration": "0",
+                "expiration": str(order.expiration),
                 "order_type": order.order_type,
                 "associate_trades": list(order.trades),
                 "created_at": order.created_at,
