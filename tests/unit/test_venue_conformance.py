@@ -93,7 +93,7 @@ def _market_tables(kind: str) -> dict[str, Any]:
     }
 
 
-async def _real(kind: str) -> Case:
+async def _real(kind: str, **server_options: Any) -> Case:
     server_mod = importlib.import_module(f"arbtui.sim.loopback.{kind}")
     cls = getattr(server_mod, f"Loopback{kind.capitalize()}")
     if kind == "polymarket":
@@ -106,7 +106,7 @@ async def _real(kind: str) -> Case:
         symbol, tick = ("BTC/USD", "0.1") if kind == "kraken" else ("BTC-USD", "0.01")
         markets = {symbol: LoopbackMarket("65000", tick, "0.0001", level_size="0.5")}
         balances = {"USD": D("10000000"), "BTC": D("100")}
-    server = cls(markets, seed=3, interval_ms=50, balances=balances)
+    server = cls(markets, seed=3, interval_ms=50, balances=balances, **server_options)
     await server.start()
     table = server.venue_table()
     cfg = parse_config({"mode": "paper", "venues": {"v": table}, "markets": _market_tables(kind)}, "conformance")
@@ -141,12 +141,20 @@ async def _simulated() -> Case:
     return Case(market.venues[0], "BTC-USD", "BTC", "USD", lst.tick_size, lst.lot_size, lst.min_size, stop)
 
 
-KINDS = ["simulated", "kraken", "coinbase", "polymarket"]
+KINDS = ["simulated", "kraken", "coinbase", "polymarket", "polymarket-v2"]
+
+
+async def _make(kind: str) -> Case:
+    if kind == "simulated":
+        return await _simulated()
+    if kind == "polymarket-v2":  # a CLOB that reports V2 orders (GET /version)
+        return await _real("polymarket", order_version=2)
+    return await _real(kind)
 
 
 @pytest.fixture(params=KINDS)
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Case, Listener]]:
-    c = await (_simulated() if request.param == "simulated" else _real(request.param))
+    c = await _make(request.param)
     listener = Listener()
     await c.venue.connect(listener)
     deadline = asyncio.get_running_loop().time() + 15
