@@ -21,17 +21,30 @@ estimate of how far prices move between seeing the spread and both orders arrivi
 A spread that pays carries an opportunity id for as long as it keeps paying; one that does not is
 still priced at the touch, so the operator sees the whole market and how far each spread is from
 paying. All money is Decimal.
+
+The hot path (every book update of a market re-prices its spreads, up to tens of thousands of times
+a second):
+
+- an evaluation reads each book side lazily, best level first, only as deep as a walk goes (the
+  walk stops where one more unit no longer pays, so a spread that does not pay reads one level);
+- it remembers what it read (those levels, the slippage, the blocked state, both balances): when
+  none of that changed since the last evaluation, neither can the result, and the evaluation stops
+  there. A frame that moved a level deeper than the walk went costs a comparison, not a walk;
+- the per-unit cost of a level after the taker fee is computed once per price and kept;
+- the arithmetic itself is unchanged, operation for operation, so the figures are the same Decimals
+  (values and representations) as before: ``tests/detector_reference.py`` is the old detector, and
+  the tests run both side by side.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from arbtui.config import Config
-from arbtui.domain.book import BookSide, OrderBook
+from arbtui.domain.book import BookSide, Level, OrderBook
 from arbtui.domain.clock import NS_PER_MS
 from arbtui.domain.events import (
     LegPlan,
@@ -43,14 +56,19 @@ from arbtui.domain.events import (
     SpreadEvent,
     SpreadKind,
 )
-from arbtui.domain.fees import FeeSchedule
+from arbtui.domain.fees import FeeModel, FeeSchedule
 from arbtui.domain.instruments import Instruments, Listing
-from arbtui.domain.money import BPS, ZERO, bps, floor_to_step
+from arbtui.domain.money import BPS, ONE, ZERO, bps, floor_to_step
 from arbtui.domain.orders import Side
 from arbtui.engine.volatility import VolatilityEstimator
 
 BookLookup = Callable[[str, str], "OrderBook | None"]
 BalanceLookup = Callable[[str, str], Decimal]  # (venue, asset) -> free balance
+
+UNIT_CACHE_MAX = 4096  # prices kept per fee schedule and direction; cleared when full (prices drift)
+
+# What walking one side returns: (quantity filled, notional, taker fee, worst price reached).
+_Cost = tuple[Decimal, Decimal, Decimal, Decimal | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,28 +91,150 @@ class _PairSpec:
     payout: Decimal  # complement only
 
 
-@dataclass(frozen=True, slots=True)
-class _LegCost:
-    quantity: Decimal
-    notional: Decimal
-    fee: Decimal
-    worst: Decimal | None
+class _Prefix:
+    """The best levels of one book side, read lazily, remembering how deep an evaluation read.
+
+    ``used``: levels ``[0, used)`` were read. ``short``: the evaluation asked for a level past the
+    last one, so its result also depends on the side having exactly ``len(side)`` levels.
+    """
+
+    __slots__ = ("side", "levels", "used", "short")
+
+    def __init__(self, side: BookSide) -> None:
+        self.side = side
+        self.levels: list[Level] = side.top(2)
+        self.used = 0
+        self.short = False
+
+    def at(self, i: int) -> Level | None:
+        levels = self.levels
+        if i >= len(levels):
+            n = len(self.side)
+            if i >= n:
+                self.short = True
+                self.used = max(self.used, n)
+                return None
+            self.levels = levels = self.side.top(max(i + 1, 2 * len(levels)))
+        if i >= self.used:
+            self.used = i + 1
+        return levels[i]
+
+    def read(self) -> list[Level]:
+        return self.levels[: self.used]
 
 
-def _walk_cost(side: BookSide, quantity: Decimal, fees: FeeSchedule) -> _LegCost:
-    """Notional and taker fee of taking ``quantity`` from ``side``, level by level."""
+class _Priced:
+    """One spread's constants for pricing, and what its last full evaluation read.
+
+    If everything the last evaluation read is equal (by value) now, it would price the same figures,
+    and an evaluation that finds the same figures emits nothing: the walk is skipped.
+    """
+
+    __slots__ = (
+        "spec",
+        "lot",
+        "min_size",
+        "selling",
+        "shared_budget",
+        "vol1",
+        "vol2",
+        "units1",
+        "units2",
+        "moves",
+        "slip",
+        "valid",
+        "read_slip",
+        "spread",
+        "blocked",
+        "budget1",
+        "budget2",
+        "levels1",
+        "len1",
+        "levels2",
+        "len2",
+    )
+
+    def __init__(
+        self,
+        spec: _PairSpec,
+        vol1: VolatilityEstimator | None,
+        vol2: VolatilityEstimator | None,
+        units1: dict[Decimal, Decimal],
+        units2: dict[Decimal, Decimal],
+    ) -> None:
+        first, second = spec.first, spec.second
+        self.spec = spec
+        self.lot = max(first.listing.lot_size, second.listing.lot_size)
+        self.min_size = max(first.listing.min_size, second.listing.min_size)
+        self.selling = second.side is Side.SELL
+        self.shared_budget = not self.selling and first.venue == second.venue and first.asset == second.asset
+        self.vol1 = vol1
+        self.vol2 = vol2
+        self.units1 = units1  # price -> price + the first leg's taker fee on one unit
+        self.units2 = units2  # price -> price - (sell) or + (buy) the second leg's taker fee on one unit
+        self.moves: tuple[Decimal, Decimal] | None = None  # the volatility moves ``slip`` was computed from
+        self.slip = ZERO  # the current buffer (a fraction), for ``moves``
+        self.valid = False  # whether the fields below describe the last evaluation
+        self.read_slip = ZERO  # the buffer it priced with
+        self.spread: Spread | None = None  # the current spread that evaluation left
+        self.blocked = ""
+        self.budget1 = ZERO
+        self.budget2 = ZERO
+        self.levels1: list[Level] = []
+        self.len1 = -1  # -1, or the side's length when the evaluation read past its last level
+        self.levels2: list[Level] = []
+        self.len2 = -1
+
+    def remember(
+        self,
+        spread: Spread | None,
+        slip: Decimal,
+        blocked: str,
+        budget1: Decimal,
+        budget2: Decimal,
+        p1: _Prefix,
+        p2: _Prefix,
+    ) -> None:
+        self.valid = True
+        self.spread = spread
+        self.read_slip = slip
+        self.blocked = blocked
+        self.budget1 = budget1
+        self.budget2 = budget2
+        self.levels1 = p1.read()
+        self.len1 = len(p1.side) if p1.short else -1
+        self.levels2 = p2.read()
+        self.len2 = len(p2.side) if p2.short else -1
+
+
+def _walk(prefix: _Prefix, quantity: Decimal, fees: FeeSchedule) -> _Cost:
+    """Notional and taker fee of taking ``quantity`` from a side, level by level.
+
+    The fee is ``FeeSchedule.fee(price, take)`` written out (same operations, same order)."""
     remaining = quantity
     notional = fee = ZERO
     worst: Decimal | None = None
-    for price, qty in side:
-        if remaining <= 0:
+    rate = fees.taker_rate
+    no_fee = rate == ZERO
+    on_notional = fees.model is FeeModel.NOTIONAL
+    i = 0
+    while remaining > 0:
+        level = prefix.at(i)
+        if level is None:
             break
+        price, qty = level
         take = qty if qty < remaining else remaining
         notional += price * take
-        fee += fees.fee(price, take)
+        if no_fee:
+            fee += ZERO
+        elif on_notional:
+            fee += price * take * rate
+        else:
+            fee += take * rate * price * (ONE - price)
         remaining -= take
         worst = price
-    return _LegCost(quantity - remaining, notional, fee, worst)
+        i += 1
+    return quantity - remaining, notional, fee, worst
 
 
 class Detector:
@@ -117,9 +257,14 @@ class Detector:
         halflife = float(self._cfg.volatility_halflife_s)  # float ok: a time constant
         self._vol: dict[tuple[str, str], VolatilityEstimator] = {}
         self._specs: list[_PairSpec] = []
-        self._by_market: dict[str, list[_PairSpec]] = {}
+        self._priced: dict[str, _Priced] = {}
+        self._by_market: dict[str, list[_Priced]] = {}
         self._current: dict[str, Spread] = {}
+        # (fee schedule, buying?) -> price -> price +/- the taker fee on one unit at that price
+        self._units: dict[tuple[FeeSchedule, bool], dict[Decimal, Decimal]] = {}
         self._ids = itertools.count(1)
+        self.evaluations = 0  # spreads priced in full
+        self.unchanged = 0  # evaluations skipped: nothing they read had changed
         max_qty = {m.id: m.max_quantity for m in config.markets}
 
         def leg(venue: str, market: str, side: Side) -> _LegSpec:
@@ -169,30 +314,46 @@ class Detector:
         if specs == self._specs:
             return
         self._specs = []
+        self._priced = {}  # what the evaluations remembered was priced with the old fees
         self._by_market = {}
         for sp in specs:
             self._add(sp)
 
     def _add(self, spec: _PairSpec) -> None:
         self._specs.append(spec)
-        for lg in (spec.first, spec.second):
+        first, second = spec.first, spec.second
+        priced = _Priced(
+            spec,
+            self._vol.get((first.venue, first.listing.market)),
+            self._vol.get((second.venue, second.listing.market)),
+            self._units.setdefault((first.fees, True), {}),
+            self._units.setdefault((second.fees, second.side is Side.BUY), {}),
+        )
+        self._priced[spec.key] = priced
+        for lg in (first, second):
             lst = self._by_market.setdefault(lg.listing.market, [])
-            if spec not in lst:
-                lst.append(spec)
+            if priced not in lst:
+                lst.append(priced)
 
     # --- inputs ----------------------------------------------------------------------------
     def on_book(self, venue: str, market: str, book: OrderBook, now_ns: int) -> list[SpreadEvent]:
         """A book changed: update its volatility and re-price the spreads that use it."""
-        vol = self._vol.get((venue, market))
-        mid = book.mid()
-        if vol is not None and mid is not None:
-            vol.update(mid, now_ns)
+        self.observe(venue, market, book, now_ns)
         return self.evaluate_market(market, now_ns)
 
+    def observe(self, venue: str, market: str, book: OrderBook, now_ns: int) -> None:
+        """A book changed: update its volatility (every update counts), without re-pricing anything."""
+        vol = self._vol.get((venue, market))
+        if vol is not None:
+            mid = book.mid()
+            if mid is not None:
+                vol.update(mid, now_ns)
+
     def evaluate_market(self, market: str, now_ns: int) -> list[SpreadEvent]:
+        """Re-price the spreads that use ``market``; one event per spread whose figures changed."""
         out: list[SpreadEvent] = []
-        for spec in self._by_market.get(market, ()):
-            ev = self._evaluate(spec, now_ns)
+        for priced in self._by_market.get(market, ()):
+            ev = self._evaluate(priced, now_ns)
             if ev is not None:
                 out.append(ev)
         return out
@@ -200,7 +361,7 @@ class Detector:
     def evaluate_all(self, now_ns: int) -> list[SpreadEvent]:
         out: list[SpreadEvent] = []
         for spec in self._specs:
-            ev = self._evaluate(spec, now_ns)
+            ev = self._evaluate(self._priced[spec.key], now_ns)
             if ev is not None:
                 out.append(ev)
         return out
@@ -221,83 +382,118 @@ class Detector:
         return None
 
     def slippage_bps(self, spec_key: str) -> Decimal:
-        spec = next(s for s in self._specs if s.key == spec_key)
-        return self._slippage_bps(spec)
+        return self._slippage_bps(self._priced[spec_key])
 
-    def _slippage_bps(self, spec: _PairSpec) -> Decimal:
+    def _slippage_bps(self, priced: _Priced) -> Decimal:
         dynamic = ZERO
-        for lg in (spec.first, spec.second):
-            vol = self._vol.get((lg.venue, lg.listing.market))
+        for vol in (priced.vol1, priced.vol2):
             if vol is not None:
                 dynamic = max(dynamic, vol.move_bps(self._latency_ns))
         return self._cfg.slippage_floor_bps + self._cfg.volatility_multiplier * dynamic
 
+    def _slip(self, priced: _Priced) -> Decimal:
+        """The slippage buffer as a fraction, recomputed only when a volatility estimate moved."""
+        vol1, vol2 = priced.vol1, priced.vol2
+        moves = (
+            vol1.move_bps(self._latency_ns) if vol1 is not None else ZERO,
+            vol2.move_bps(self._latency_ns) if vol2 is not None else ZERO,
+        )
+        known = priced.moves
+        if known is None or known[0] is not moves[0] or known[1] is not moves[1]:
+            priced.moves = moves
+            priced.slip = self._slippage_bps(priced) / BPS
+        return priced.slip
+
     # --- pricing ---------------------------------------------------------------------------
-    def _evaluate(self, spec: _PairSpec, now_ns: int) -> SpreadEvent | None:
-        book1 = self._books(spec.first.venue, spec.first.listing.market)
-        book2 = self._books(spec.second.venue, spec.second.listing.market)
-        side1 = book1.taken_side(spec.first.side) if book1 is not None else None
-        side2 = book2.taken_side(spec.second.side) if book2 is not None else None
-        if book1 is None or book2 is None or side1 is None or side2 is None or not len(side1) or not len(side2):
-            return self._unpriceable(spec, now_ns)
-        slip = self._slippage_bps(spec) / BPS
+    def _evaluate(self, priced: _Priced, now_ns: int) -> SpreadEvent | None:
+        spec = priced.spec
+        first, second = spec.first, spec.second
+        book1 = self._books(first.venue, first.listing.market)
+        book2 = self._books(second.venue, second.listing.market)
+        if book1 is None or book2 is None:
+            return self._unpriceable(priced, now_ns)
+        side1 = book1.taken_side(first.side)
+        side2 = book2.taken_side(second.side)
+        if not len(side1) or not len(side2):
+            return self._unpriceable(priced, now_ns)
+        slip = self._slip(priced)
         blocked = self._blocked(book1, book2, now_ns)
-        quantity = ZERO if blocked else self._optimal_quantity(spec, side1, side2, slip)
-        lot = max(spec.first.listing.lot_size, spec.second.listing.lot_size)
-        min_size = max(spec.first.listing.min_size, spec.second.listing.min_size)
+        budget1 = self._balances(first.venue, first.asset)
+        budget2 = self._balances(second.venue, second.asset)
+        if (
+            priced.valid
+            and priced.read_slip == slip
+            and priced.blocked == blocked
+            and priced.budget1 == budget1
+            and priced.budget2 == budget2
+            and (priced.len1 < 0 or len(side1) == priced.len1)
+            and (priced.len2 < 0 or len(side2) == priced.len2)
+            and side1.top(len(priced.levels1)) == priced.levels1
+            and side2.top(len(priced.levels2)) == priced.levels2
+        ):
+            self.unchanged += 1
+            return None
+        self.evaluations += 1
+        p1, p2 = _Prefix(side1), _Prefix(side2)
+        event = self._price(priced, p1, p2, slip, blocked, budget1, budget2, now_ns)
+        priced.remember(self._current.get(spec.key), slip, blocked, budget1, budget2, p1, p2)
+        return event
+
+    def _price(
+        self,
+        priced: _Priced,
+        p1: _Prefix,
+        p2: _Prefix,
+        slip: Decimal,
+        blocked: str,
+        budget1: Decimal,
+        budget2: Decimal,
+        now_ns: int,
+    ) -> SpreadEvent | None:
+        spec = priced.spec
+        first, second = spec.first, spec.second
+        quantity = ZERO if blocked else self._optimal_quantity(priced, p1, p2, slip, budget1, budget2)
+        lot = priced.lot
+        min_size = priced.min_size
         quantity = floor_to_step(quantity, lot)
         touch = False
         if quantity < min_size or quantity <= 0:
             touch = True
-            b1, b2 = side1.best(), side2.best()
+            b1, b2 = p1.at(0), p2.at(0)
             assert b1 is not None and b2 is not None
             quantity = max(min_size, lot, floor_to_step(min(b1[1], b2[1], spec.max_quantity), lot))
-        c1 = _walk_cost(side1, quantity, spec.first.fees)
-        c2 = _walk_cost(side2, quantity, spec.second.fees)
-        if c1.quantity < quantity or c2.quantity < quantity:  # the touch is thinner than one lot pair
-            quantity = min(c1.quantity, c2.quantity)
+        c1 = _walk(p1, quantity, first.fees)
+        c2 = _walk(p2, quantity, second.fees)
+        if c1[0] < quantity or c2[0] < quantity:  # the touch is thinner than one lot pair
+            quantity = min(c1[0], c2[0])
             if quantity <= 0:
                 return None
-            c1 = _walk_cost(side1, quantity, spec.first.fees)
-            c2 = _walk_cost(side2, quantity, spec.second.fees)
-        if c1.worst is None or c2.worst is None:
+            c1 = _walk(p1, quantity, first.fees)
+            c2 = _walk(p2, quantity, second.fees)
+        if c1[3] is None or c2[3] is None:
             return None
         if not touch:
-            quantity, c1, c2 = self._fit_budget(spec, side1, side2, quantity, c1, c2, lot, min_size)
+            quantity, c1, c2 = self._fit_budget(priced, p1, p2, quantity, c1, c2, budget1, budget2)
             if quantity <= 0:
                 return None
-        if c1.worst is None or c2.worst is None:  # for the type checker: fit_budget keeps the worst levels
+        _, notional1, fee1, worst1 = c1
+        _, notional2, fee2, worst2 = c2
+        if worst1 is None or worst2 is None:  # for the type checker: fit_budget keeps the worst levels
             return None
-        slippage = slip * (c1.notional + c2.notional)
-        fees = c1.fee + c2.fee
+        slippage = slip * (notional1 + notional2)
+        fees = fee1 + fee2
         if spec.kind is SpreadKind.CROSS_VENUE:
-            gross = c2.notional - c1.notional
-            cost = c1.notional
+            gross = notional2 - notional1
+            cost = notional1
         else:
-            cost = c1.notional + c2.notional
+            cost = notional1 + notional2
             gross = spec.payout * quantity - cost
         pnl = gross - fees - slippage
         net_bps = bps(pnl, cost)
         pays = not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl and net_bps >= self._cfg.min_net_edge_bps
         legs = (
-            LegPlan(
-                spec.first.venue,
-                spec.first.listing.market,
-                spec.first.side,
-                quantity,
-                c1.notional / quantity,
-                c1.worst,
-                c1.fee,
-            ),
-            LegPlan(
-                spec.second.venue,
-                spec.second.listing.market,
-                spec.second.side,
-                quantity,
-                c2.notional / quantity,
-                c2.worst,
-                c2.fee,
-            ),
+            LegPlan(first.venue, first.listing.market, first.side, quantity, notional1 / quantity, worst1, fee1),
+            LegPlan(second.venue, second.listing.market, second.side, quantity, notional2 / quantity, worst2, fee2),
         )
         prev = self._current.get(spec.key)
         same = prev is not None and prev.legs == legs and prev.expected_pnl == pnl
@@ -306,17 +502,17 @@ class Detector:
                 if same:
                     return None
                 spread = self._spread(
-                    spec, legs, quantity, gross, cost, fees, slippage, pnl, prev.opportunity_id, prev.since_ns
+                    spec, legs, quantity, gross, cost, fees, slippage, pnl, net_bps, prev.opportunity_id, prev.since_ns
                 )
                 self._current[spec.key] = spread
                 return OpportunityUpdated(now_ns, spread)
             spread = self._spread(
-                spec, legs, quantity, gross, cost, fees, slippage, pnl, f"O-{next(self._ids)}", now_ns
+                spec, legs, quantity, gross, cost, fees, slippage, pnl, net_bps, f"O-{next(self._ids)}", now_ns
             )
             self._current[spec.key] = spread
             return OpportunityDetected(now_ns, spread)
         if prev is not None and prev.opportunity_id is not None:
-            spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl, None, now_ns)
+            spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl, net_bps, None, now_ns)
             self._current[spec.key] = spread
             return OpportunityExpired(
                 now_ns, prev.opportunity_id, spread, blocked or "edge no longer beats fees and slippage"
@@ -324,20 +520,22 @@ class Detector:
         if same:
             return None
         since = prev.since_ns if prev is not None else now_ns
-        spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl, None, since)
+        spread = self._spread(spec, legs, quantity, gross, cost, fees, slippage, pnl, net_bps, None, since)
         self._current[spec.key] = spread
         return SpreadChanged(now_ns, spread)
 
-    def _unpriceable(self, spec: _PairSpec, now_ns: int) -> SpreadEvent | None:
+    def _unpriceable(self, priced: _Priced, now_ns: int) -> SpreadEvent | None:
         """A book or the side a leg needs is missing: a paying spread stops paying at once.
 
         Its last figures stay on screen (there is nothing newer to show), without an id.
         """
-        prev = self._current.get(spec.key)
+        priced.valid = False
+        key = priced.spec.key
+        prev = self._current.get(key)
         if prev is None or prev.opportunity_id is None:
             return None
         spread = replace(prev, opportunity_id=None, since_ns=now_ns)
-        self._current[spec.key] = spread
+        self._current[key] = spread
         return OpportunityExpired(now_ns, prev.opportunity_id, spread, "book empty on one side")
 
     def _spread(
@@ -350,6 +548,7 @@ class Detector:
         fees: Decimal,
         slippage: Decimal,
         pnl: Decimal,
+        net_bps: Decimal,  # bps(pnl, cost), already computed by the caller
         oid: str | None,
         since: int,
     ) -> Spread:
@@ -360,7 +559,7 @@ class Detector:
             legs,
             quantity,
             bps(gross, cost),
-            bps(pnl, cost),
+            net_bps,
             fees,
             slippage,
             pnl,
@@ -370,36 +569,37 @@ class Detector:
 
     def _fit_budget(
         self,
-        spec: _PairSpec,
-        side1: BookSide,
-        side2: BookSide,
+        priced: _Priced,
+        p1: _Prefix,
+        p2: _Prefix,
         quantity: Decimal,
-        c1: _LegCost,
-        c2: _LegCost,
-        lot: Decimal,
-        min_size: Decimal,
-    ) -> tuple[Decimal, _LegCost, _LegCost]:
+        c1: _Cost,
+        c2: _Cost,
+        budget1: Decimal,
+        budget2: Decimal,
+    ) -> tuple[Decimal, _Cost, _Cost]:
         """Shrink the size until each venue can pay for it at the legs' limit prices, fees included:
         an IOC at the worst level is what the venue reserves, not the VWAP the walk used."""
+        first, second = priced.spec.first, priced.spec.second
         for _ in range(4):
-            assert c1.worst is not None and c2.worst is not None
-            per_unit1 = c1.worst + spec.first.fees.taker_fee_per_unit(c1.worst)
-            budget1 = self._balances(spec.first.venue, spec.first.asset)
-            if spec.second.side is Side.BUY:
-                per_unit2 = c2.worst + spec.second.fees.taker_fee_per_unit(c2.worst)
-                if spec.first.venue == spec.second.venue and spec.first.asset == spec.second.asset:
+            worst1, worst2 = c1[3], c2[3]
+            assert worst1 is not None and worst2 is not None
+            per_unit1 = worst1 + first.fees.taker_fee_per_unit(worst1)
+            if second.side is Side.BUY:
+                per_unit2 = worst2 + second.fees.taker_fee_per_unit(worst2)
+                if first.venue == second.venue and first.asset == second.asset:
                     cap = budget1 / (per_unit1 + per_unit2)
                 else:
-                    cap = min(budget1 / per_unit1, self._balances(spec.second.venue, spec.second.asset) / per_unit2)
+                    cap = min(budget1 / per_unit1, budget2 / per_unit2)
             else:
-                cap = min(budget1 / per_unit1, self._balances(spec.second.venue, spec.second.asset))
+                cap = min(budget1 / per_unit1, budget2)
             if quantity <= cap:
                 return quantity, c1, c2
-            quantity = floor_to_step(cap, lot)
-            if quantity < min_size or quantity <= 0:
+            quantity = floor_to_step(cap, priced.lot)
+            if quantity < priced.min_size or quantity <= 0:
                 return ZERO, c1, c2
-            c1 = _walk_cost(side1, quantity, spec.first.fees)
-            c2 = _walk_cost(side2, quantity, spec.second.fees)
+            c1 = _walk(p1, quantity, first.fees)
+            c2 = _walk(p2, quantity, second.fees)
         return quantity, c1, c2
 
     def _blocked(self, book1: OrderBook, book2: OrderBook, now_ns: int) -> str:
@@ -410,60 +610,73 @@ class Detector:
                 return "book stale"
         return ""
 
-    def _optimal_quantity(self, spec: _PairSpec, side1: BookSide, side2: BookSide, slip: Decimal) -> Decimal:
+    def _optimal_quantity(
+        self, priced: _Priced, p1: _Prefix, p2: _Prefix, slip: Decimal, budget1: Decimal, budget2: Decimal
+    ) -> Decimal:
         """Walk both books while one more unit still adds profit and no limit binds."""
-        first, second = spec.first, spec.second
+        spec = priced.spec
+        fees1, fees2 = spec.first.fees, spec.second.fees
+        selling = priced.selling
+        shared_budget = priced.shared_budget
+        units1, units2 = priced.units1, priced.units2
+        if len(units1) > UNIT_CACHE_MAX:
+            units1.clear()  # prices drift: forget the old ones
+        if len(units2) > UNIT_CACHE_MAX:
+            units2.clear()
         qty = ZERO
         cap = spec.max_quantity
         notional_left = notional_left2 = self._risk.max_notional
-        budget1 = self._balances(first.venue, first.asset)
-        budget2 = self._balances(second.venue, second.asset)
-        shared_budget = second.side is Side.BUY and first.venue == second.venue and first.asset == second.asset
-        it1: Iterator[tuple[Decimal, Decimal]] = iter(side1)
-        it2: Iterator[tuple[Decimal, Decimal]] = iter(side2)
-        lvl1 = next(it1, None)
-        lvl2 = next(it2, None)
+        i1 = i2 = 0
+        lvl1 = p1.at(0)
+        lvl2 = p2.at(0)
         left1 = lvl1[1] if lvl1 else ZERO
         left2 = lvl2[1] if lvl2 else ZERO
         while lvl1 is not None and lvl2 is not None and qty < cap:
-            p1, p2 = lvl1[0], lvl2[0]
-            unit_cost1 = p1 + first.fees.taker_fee_per_unit(p1)
-            if second.side is Side.SELL:
-                unit2 = p2 - second.fees.taker_fee_per_unit(p2)
-                margin = unit2 - unit_cost1 - slip * (p1 + p2)
+            price1, price2 = lvl1[0], lvl2[0]
+            unit_cost1 = units1.get(price1)
+            if unit_cost1 is None:
+                unit_cost1 = units1[price1] = price1 + fees1.taker_fee_per_unit(price1)
+            unit2 = units2.get(price2)
+            if selling:
+                if unit2 is None:
+                    unit2 = units2[price2] = price2 - fees2.taker_fee_per_unit(price2)
+                margin = unit2 - unit_cost1 - slip * (price1 + price2)
             else:
-                unit2 = p2 + second.fees.taker_fee_per_unit(p2)
-                margin = spec.payout - unit_cost1 - unit2 - slip * (p1 + p2)
+                if unit2 is None:
+                    unit2 = units2[price2] = price2 + fees2.taker_fee_per_unit(price2)
+                margin = spec.payout - unit_cost1 - unit2 - slip * (price1 + price2)
             if margin <= 0:
                 break
             level_step = min(left1, left2)
             # Limits that bind inside a level: size, notional (on the buy leg), each venue's balance.
             # Each leg's notional is capped (a sell leg's notional is the larger one of a paying spread).
-            limit_step = min(cap - qty, notional_left / p1, notional_left2 / p2)
+            limit_step = min(cap - qty, notional_left / price1, notional_left2 / price2)
             if shared_budget:
                 limit_step = min(limit_step, budget1 / (unit_cost1 + unit2))
             else:
                 limit_step = min(limit_step, budget1 / unit_cost1)
-                limit_step = min(limit_step, budget2 / unit2 if second.side is Side.BUY else budget2)
+                limit_step = min(limit_step, budget2 if selling else budget2 / unit2)
             step = min(level_step, limit_step)
             if step <= 0:
                 break
             qty += step
             if limit_step < level_step:
                 break
-            notional_left -= step * p1
-            notional_left2 -= step * p2
+            notional_left -= step * price1
+            notional_left2 -= step * price2
             if shared_budget:
                 budget1 -= step * (unit_cost1 + unit2)
             else:
                 budget1 -= step * unit_cost1
-                budget2 -= step * unit2 if second.side is Side.BUY else step
+                budget2 -= step if selling else step * unit2
             left1 -= step
             left2 -= step
             if left1 <= 0:
-                lvl1 = next(it1, None)
+                i1 += 1
+                lvl1 = p1.at(i1)
                 left1 = lvl1[1] if lvl1 else ZERO
             if left2 <= 0:
-                lvl2 = next(it2, None)
+                i2 += 1
+                lvl2 = p2.at(i2)
                 left2 = lvl2[1] if lvl2 else ZERO
         return qty

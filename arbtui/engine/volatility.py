@@ -17,7 +17,7 @@ from arbtui.domain.clock import NS_PER_S
 
 
 class VolatilityEstimator:
-    __slots__ = ("_halflife_s", "_variance_rate", "_last_mid", "_last_ns", "samples")
+    __slots__ = ("_halflife_s", "_variance_rate", "_last_mid", "_last_ns", "samples", "_move_key", "_move")
 
     def __init__(self, halflife_s: float) -> None:
         self._halflife_s = halflife_s
@@ -25,6 +25,8 @@ class VolatilityEstimator:
         self._last_mid: float | None = None
         self._last_ns = 0
         self.samples = 0
+        self._move_key: tuple[float, int] | None = None  # float ok: the estimate (and horizon) of the cached move
+        self._move = Decimal(0)
 
     def update(self, mid: Decimal, now_ns: int) -> None:
         m = float(mid)  # float ok: statistics on prices, not money
@@ -41,6 +43,14 @@ class VolatilityEstimator:
             self._last_ns = now_ns
 
     def move_bps(self, horizon_ns: int) -> Decimal:
-        """One standard deviation of the mid's move over ``horizon_ns``, in bps (0.01 bp steps)."""
+        """One standard deviation of the mid's move over ``horizon_ns``, in bps (0.01 bp steps).
+
+        The detector asks for it on every evaluation; it only changes when a new mid moves the estimate,
+        so the last answer is kept (the same Decimal object, for the same estimate and horizon)."""
+        key = (self._variance_rate, horizon_ns)
+        if key == self._move_key:
+            return self._move
         sigma = math.sqrt(self._variance_rate * horizon_ns / NS_PER_S)
-        return Decimal(round(sigma * 1_000_000)) / 100
+        self._move = Decimal(round(sigma * 1_000_000)) / 100
+        self._move_key = key
+        return self._move

@@ -8,10 +8,13 @@ equality.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from arbtui.config import Config, parse_config
@@ -24,8 +27,11 @@ from arbtui.domain.events import (
     SpreadEvent,
     SpreadKind,
 )
+from arbtui.domain.fees import FeeSchedule
+from arbtui.domain.money import ZERO
 from arbtui.domain.orders import Side
 from arbtui.engine.detector import Detector
+from tests.detector_reference import ReferenceDetector
 
 D = Decimal
 X = "X-USD"
@@ -494,3 +500,196 @@ def test_venue_fees_learned_after_connect_reprice_the_spread() -> None:
     assert not ev.spread.pays
     h.detector.set_fees("B", X, FeeSchedule(D("0"), D("0.001")))
     assert h.evaluate()[AB].spread.pays
+
+
+# --- (i) the fast detector decides exactly what the old one did ----------------------------------------------
+#
+# tests/detector_reference.py is the detector before the hot-path work (it re-walked every book on every
+# update). Both run on the same books, balances and clock; every event must be the same, down to the
+# Decimal representations (repr of the events), and the spreads they keep must be equal.
+
+KRAKEN_STREAM = Path(__file__).parent.parent / "data" / "kraken-v2-book-btcusd-2023-07-30.jsonl"
+OUTCOME_LISTING = {"tick_size": "0.01", "lot_size": "0.1", "min_size": "1"}
+
+
+def fuzz_config(rng: random.Random) -> Config:
+    return parse_config({
+        "detector": {"slippage_floor_bps": rng.choice(["0", "0.5", "2"]),
+                     "volatility_multiplier": rng.choice(["0", "1", "3"]), "volatility_halflife_s": "2",
+                     "expected_latency_ms": 150, "stale_after_ms": 1000,
+                     "min_net_edge_bps": rng.choice(["0", "0", "3"])},
+        "risk": {"max_notional": rng.choice(["300", "5000", "1000000"]),
+                 "min_expected_pnl": rng.choice(["0", "0", "0.05"])},
+        "venues": {"A": {"maker_fee": "0", "taker_fee": rng.choice(["0", "0.001", "0.0026"])},
+                   "B": {"maker_fee": "0", "taker_fee": rng.choice(["0.0005", "0.004"])},
+                   "P": {"fee_model": "probability", "maker_fee": "0", "taker_fee": rng.choice(["0", "0.02"])}},
+        "markets": {
+            X: {"base": "X", "quote": "USD", "max_quantity": rng.choice(["3", "40"]), "sim": {"start_price": "100"},
+                "venues": {"A": {"symbol": "X/USD", "tick_size": "0.1", "lot_size": "0.0001"},
+                           "B": {"symbol": "X-USD", "tick_size": "0.01", "lot_size": "0.0001", "min_size": "0.01"}}},
+            "EV-YES": {"kind": "outcome", "event": "EV", "outcome": "YES", "base": "EV-YES", "quote": "USDC",
+                       "max_quantity": "500", "sim": {"start_price": "0.4"},
+                       "venues": {"P": {"symbol": "y", **OUTCOME_LISTING}, "A": {"symbol": "EVY", **OUTCOME_LISTING}}},
+            "EV-NO": {"kind": "outcome", "event": "EV", "outcome": "NO", "base": "EV-NO", "quote": "USDC",
+                      "max_quantity": "500", "venues": {"P": {"symbol": "n", **OUTCOME_LISTING}}},
+        },
+    }, "fuzz")
+
+
+class Twin:
+    """The fast detector and the reference detector over the same books and balances."""
+
+    def __init__(self, cfg: Config, balances: dict[tuple[str, str], Decimal]) -> None:
+        self.books: dict[tuple[str, str], OrderBook] = {}
+        self.balances = balances
+        fees = {v.name: v.fees for v in cfg.venues}
+
+        def book(venue: str, market: str) -> OrderBook | None:
+            return self.books.get((venue, market))
+
+        def balance(venue: str, asset: str) -> Decimal:
+            return self.balances.get((venue, asset), ZERO)
+
+        self.fast = Detector(cfg, cfg.instruments(), fees, book, balance)
+        self.ref = ReferenceDetector(cfg, cfg.instruments(), fees, book, balance)
+        self.events = 0
+
+    def same(self, fast: list[SpreadEvent], ref: list[SpreadEvent]) -> None:
+        assert repr(fast) == repr(ref)
+        self.events += len(fast)
+
+    def on_book(self, venue: str, market: str, now: int) -> None:
+        book = self.books[(venue, market)]
+        self.same(self.fast.on_book(venue, market, book, now), self.ref.on_book(venue, market, book, now))
+
+    def evaluate_all(self, now: int) -> None:
+        self.same(self.fast.evaluate_all(now), self.ref.evaluate_all(now))
+
+    def check_spreads(self) -> None:
+        assert repr(self.fast.spreads()) == repr(self.ref.spreads())
+
+
+def _random_levels(
+    rng: random.Random, mid: int, tick: Decimal, lot: Decimal, side: str, n: int
+) -> list[tuple[Decimal, Decimal]]:
+    out = []
+    for _ in range(n):
+        offset = rng.choice([0, 0, 1, 1, 2, 3, 5, 8, 13]) + 1
+        ticks = mid - offset if side == "bid" else mid + offset
+        if ticks <= 0:
+            continue
+        qty = ZERO if rng.random() < 0.25 else lot * rng.choice([1, 3, 10, 25, 100, 400, 2500, 10000])
+        out.append((tick * ticks, qty))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_streams_give_the_same_events_as_the_reference_detector(seed: int) -> None:
+    rng = random.Random(seed)
+    cfg = fuzz_config(rng)
+    balances: dict[tuple[str, str], Decimal] = {}
+
+    def new_balances() -> None:
+        for venue in ("A", "B", "P"):
+            for asset in ("USD", "X", "USDC", "EV-YES", "EV-NO"):
+                balances[(venue, asset)] = D(rng.choice(["0", "2", "50", "400", "100000"]))
+
+    def new_balance() -> None:  # one balance moves a little (a fill elsewhere): sizes that bind on it shrink or grow
+        venue, asset = rng.choice([("A", "USD"), ("B", "X"), ("B", "USD"), ("A", "X"), ("P", "USDC"), ("A", "USDC")])
+        balances[(venue, asset)] = D(rng.choice(["0.5", "3", "20", "45", "90", "150", "300", "900"]))
+
+    new_balances()
+    twin = Twin(cfg, balances)
+    # (venue, market): tick, lot, depth, fair value in ticks, width of the quote in ticks, noise in ticks
+    books = {("A", X): (D("0.1"), D("0.0001"), 10, 1000, 1, 15),
+             ("B", X): (D("0.01"), D("0.0001"), None, 10000, 5, 150),
+             ("P", "EV-YES"): (D("0.01"), D("0.1"), None, 40, 1, 2),
+             ("A", "EV-YES"): (D("0.01"), D("0.1"), 10, 40, 1, 3),
+             ("P", "EV-NO"): (D("0.01"), D("0.1"), None, 58, 1, 2)}
+    now = 0
+    for (venue, market), (tick, lot, depth, fair, width, _) in books.items():
+        twin.books[(venue, market)] = book = OrderBook(depth)
+        book.apply_snapshot(_random_levels(rng, fair, tick, lot, "bid", 12),
+                            _random_levels(rng, fair + width, tick, lot, "ask", 12), 0)
+    twin.evaluate_all(now)
+    for _ in range(1500):
+        roll = rng.random()
+        now += rng.choice([1, 5, 20, 80]) * MS if roll > 0.02 else 1_500 * MS  # now and then a book goes stale
+        if roll < 0.03:
+            new_balances()
+            twin.evaluate_all(now)
+            continue
+        if roll < 0.13:
+            new_balance()
+            twin.evaluate_all(now)
+            continue
+        if roll < 0.14:
+            venue = rng.choice(["A", "B"])
+            fees = FeeSchedule(ZERO, D(rng.choice(["0", "0.001", "0.003"])))
+            twin.fast.set_fees(venue, X, fees)
+            twin.ref.set_fees(venue, X, fees)
+            twin.evaluate_all(now)
+            continue
+        key = rng.choice(list(books))
+        tick, lot, depth, fair, width, noise = books[key]
+        mid = fair + rng.randint(-noise, noise)  # each venue quotes around the fair value: spreads open and close
+        book = twin.books[key]
+        if roll < 0.16:  # one side swept away entirely, or a fresh snapshot
+            if rng.random() < 0.5:
+                book.apply_update([(p, ZERO) for p, _ in book.bids.top(1000)], [], now)
+            else:
+                book.apply_snapshot(_random_levels(rng, mid, tick, lot, "bid", 8),
+                                    _random_levels(rng, mid + width, tick, lot, "ask", 8), now)
+        elif roll < 0.17:  # a crossed level
+            book.apply_update([(tick * (mid + width + 2), lot * 10)], [], now)
+        else:
+            n = rng.choice([1, 1, 2, 3])
+            bids = _random_levels(rng, mid, tick, lot, "bid", n)
+            asks = _random_levels(rng, mid + width, tick, lot, "ask", n)
+            # Levels the quote moved through are gone (the venue's own book never crosses).
+            top_bid, low_ask = tick * mid, tick * (mid + width)
+            bids += [(p, ZERO) for p, _ in book.bids.top(1000) if p >= low_ask]
+            asks += [(p, ZERO) for p, _ in book.asks.top(1000) if p <= top_bid]
+            book.apply_update(bids, asks, now)
+        twin.on_book(key[0], key[1], now)
+    twin.check_spreads()
+    assert twin.events > 300  # the streams do produce decisions to compare
+    assert twin.fast.unchanged > 0 and twin.fast.evaluations > 0
+
+
+def _kraken_levels(raw: list[dict[str, float]]) -> list[tuple[Decimal, Decimal]]:
+    return [(Decimal(repr(lv["price"])), Decimal(repr(lv["qty"]))) for lv in raw]
+
+
+def test_the_recorded_kraken_stream_gives_the_same_events_as_the_reference_detector() -> None:
+    """Kraken's recorded BTC/USD book on A; B quotes the same book shifted by an offset that moves, so
+    spreads open, grow, shrink and close; every frame is priced by both detectors."""
+    rng = random.Random(5)
+    cfg = cross_config(fee_a="0.0010", fee_b="0.0005", slip="0.5", max_quantity="5", max_notional="150000")
+    twin = Twin(cfg, {("A", "USD"): D("250000"), ("B", "X"): D("3.5"), ("B", "USD"): D("250000"),
+                      ("A", "X"): D("3.5")})
+    a = twin.books[("A", X)] = OrderBook(10)
+    b = twin.books[("B", X)] = OrderBook()
+    offset = ZERO
+    frames = [orjson.loads(line) for line in KRAKEN_STREAM.read_bytes().splitlines() if line.strip()]
+    now = 0
+    for msg in frames:
+        if msg.get("channel") != "book":
+            continue
+        data = msg["data"][0]
+        bids, asks = _kraken_levels(data.get("bids", [])), _kraken_levels(data.get("asks", []))
+        now += 7 * MS
+        if msg["type"] == "snapshot":
+            a.apply_snapshot(bids, asks, now)
+        else:
+            a.apply_update(bids, asks, now)
+        twin.on_book("A", X, now)
+        if rng.random() < 0.3:  # B re-quotes A's top 10 shifted by an offset that comes and goes
+            offset = D(rng.choice([-600, -200, 0, 200, 450, 550, 700, 900])) / 10
+            b.apply_snapshot([(p + offset, q) for p, q in a.bids.top(10)],
+                             [(p + offset, q) for p, q in a.asks.top(10)], now)
+            twin.on_book("B", X, now)
+    twin.check_spreads()
+    kinds = {type(ev).__name__ for ev in twin.fast.spreads()}
+    assert kinds and twin.events > 100
+    assert twin.fast.unchanged > 0  # frames that changed nothing a walk read were not re-walked
