@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from arbtui.domain.events import Spread
 from arbtui.engine.executor import ConfirmRefusedError
@@ -26,6 +26,7 @@ from arbtui.ui.screens.ask_screen import AskScreen
 from arbtui.ui.screens.confirm_screen import ConfirmScreen
 from arbtui.ui.screens.simulation_screen import SimulationScreen
 from arbtui.ui.widgets.analytics_pane import AnalyticsPane
+from arbtui.ui.widgets.binding_footer import BindingFooter
 from arbtui.ui.widgets.books_pane import BooksPane
 from arbtui.ui.widgets.pairs_pane import PairsPane
 from arbtui.ui.widgets.replay_bar import ReplayBar
@@ -37,6 +38,20 @@ if TYPE_CHECKING:
 
 PANES = ("spreads", "books", "pairs", "analytics")
 
+
+# The actions whose availability (check_action) follows the engine's state or the selection.
+_STATEFUL_ACTIONS = (
+    "confirm",
+    "simulate",
+    "abort",
+    "kill",
+    "resume",
+    "toggle_armed",
+    "replay_pause",
+    "replay_speed",
+    "replay_step",
+    "toggle_record",
+)
 
 _FASTER = "Replay: double the speed"
 _SLOWER = "Replay: halve the speed"
@@ -83,6 +98,7 @@ class MainScreen(Screen[None]):
         self._pane = 0
         self._shown_notable = ""
         self.market_filter = ""
+        self._bindings_shown: tuple[bool | None, ...] | None = None
 
     # --- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -107,7 +123,7 @@ class MainScreen(Screen[None]):
                     yield analytics
         yield Input(placeholder="filter markets (enter keeps it, esc clears)", id="filter")
         yield Static("", id="event-strip")
-        yield Footer()
+        yield BindingFooter()
 
     def on_mount(self) -> None:
         self.query_one(SpreadsTable).focus()
@@ -151,6 +167,14 @@ class MainScreen(Screen[None]):
         if action == "toggle_record":
             return True if engine.recorder is not None and replay is None else False
         return True
+
+    def refresh_bindings_if_changed(self) -> None:
+        """Refresh the footer only when a binding's availability changed: every refresh recomposes
+        the footer (a dozen widgets), which under a busy feed cost more than the rest of a redraw."""
+        state = tuple(self.check_action(name, ()) for name in _STATEFUL_ACTIONS)
+        if state != self._bindings_shown:
+            self._bindings_shown = state
+            self.refresh_bindings()
 
     # --- actions -------------------------------------------------------------------------------
     def action_replay_pause(self) -> None:
@@ -358,14 +382,14 @@ class MainScreen(Screen[None]):
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "spreads":
-            self.refresh_bindings()
+            self.refresh_bindings_if_changed()
             return
         # Read the cursor's row now rather than the event's: a re-sort may have moved rows since.
         spread = self.selected_spread()
         if spread is not None:
             await self.query_one(BooksPane).select(spread.group)
         self._show_detail()
-        self.refresh_bindings()
+        self.refresh_bindings_if_changed()
 
     # --- the flush -----------------------------------------------------------------------------
     async def flush(self, now: int) -> None:
@@ -397,13 +421,13 @@ class MainScreen(Screen[None]):
         if dirty:
             views = [engine.executor.pairs[pid].view() for pid in sorted(dirty) if pid in engine.executor.pairs]
             pairs.update_pairs(views)
-            self.refresh_bindings()
+        self.refresh_bindings_if_changed()
         analytics.sample(now)
         self._show_detail()
         if bridge.last_notable != self._shown_notable:
             self._shown_notable = bridge.last_notable
             strip = self.query_one("#event-strip", Static)
-            strip.update(Text(bridge.last_notable))
+            strip.update(Text(bridge.last_notable), layout=False)  # one line: no re-layout
             for cls in ("-error", "-warning", "-success"):
                 strip.remove_class(cls)
             if bridge.notable_style:
@@ -429,4 +453,4 @@ class MainScreen(Screen[None]):
         detail = self.query_one("#spread-detail", Static)
         if getattr(detail, "_last", None) != text.plain:
             detail._last = text.plain  # type: ignore[attr-defined]
-            detail.update(text)
+            detail.update(text, layout=False)  # one line: no re-layout

@@ -2,21 +2,37 @@
 
 The best bid and ask across every venue quoting the market are highlighted, so the operator sees
 at a glance which venue to buy on and which to sell on.
+
+Drawn line by line (Textual's line API): each refresh compares the new lines with those on screen
+and repaints only the lines that changed, each rendered exactly as the whole ladder used to be
+rendered as one ``Text``, through its shape (:mod:`arbtui.ui.shapes`). Under a busy feed most of a
+ladder is unchanged between two refreshes, and the lines that change keep their shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
+from rich.segment import Segment
 from rich.text import Text
+from textual import events
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.visual import Visual, visualize
 from textual.widget import Widget
 
 from arbtui.domain.instruments import Listing
 from arbtui.domain.money import ZERO
 from arbtui.engine.engine import BookLadder
 from arbtui.ui.formatting import fixed
+from arbtui.ui.shapes import shape_of, swap_in
 
 SIZE_PLACES_MAX = 4
+MIN_WIDTH = 12
+
+# One line of the ladder: (text, Rich style) chunks, drawn left to right.
+Line = tuple[tuple[str, str], ...]
 
 
 class BookLadderView(Widget):
@@ -29,6 +45,12 @@ class BookLadderView(Widget):
         self.depth = depth
         self.border_title = title
         self._shown: tuple[BookLadder | None, Decimal | None, Decimal | None] | None = None
+        self._lines: list[Line] = []
+        self._width = 0  # the width self._lines were laid out for
+        self._strips: dict[int, Strip] = {}  # rendered lines by y, dropped when the line changes
+        # (y, width, line shape) -> the shape rendered: segments and cell length
+        self._shapes: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
+        self.lines_repainted = 0  # lines re-rendered since mount (tests check that unchanged lines are kept)
 
     def show(self, ladder: BookLadder | None, best_bid: Decimal | None, best_ask: Decimal | None) -> None:
         shown = (ladder, best_bid, best_ask)
@@ -37,64 +59,138 @@ class BookLadderView(Widget):
         self._shown = shown
         self.set_class(ladder is not None and ladder.stale, "-stale")
         self.set_class(ladder is not None and ladder.crossed, "-crossed")
-        self.refresh()
+        self._relayout()
 
-    def render(self) -> Text:
-        """Drawn at the widget's current width (so a resize re-lays the columns)."""
+    def content_text(self) -> Text:
+        """Every line of the ladder as one Text (what the operator reads)."""
+        return Text("\n").join(self._line_text(line) for line in self._lines)
+
+    # --- layout -------------------------------------------------------------------------------
+    def _relayout(self) -> None:
+        """Lay the lines out at the current width and repaint only those that changed."""
+        width = max(self.size.width, MIN_WIDTH)
+        lines = self._layout(width)
+        old = self._lines
+        self._lines = lines
+        if width != self._width or len(lines) != len(old) or not self.is_mounted:
+            self._width = width
+            self._strips.clear()
+            self.refresh()
+            return
+        changed = [y for y, (new, was) in enumerate(zip(lines, old, strict=True)) if new != was]
+        for y in changed:
+            self._strips.pop(y, None)
+        if len(changed) == len(lines):
+            self.refresh()
+        elif changed:
+            self.refresh(*(Region(0, y, width, 1) for y in changed))
+
+    def _layout(self, width: int) -> list[Line]:
         ladder, best_bid, best_ask = self._shown if self._shown is not None else (None, None, None)
         if ladder is None:
-            return Text("waiting for the first snapshot", style="dim")
-        return self._render_text(ladder, best_bid, best_ask)
+            return [(("waiting for the first snapshot", "dim"),)]
+        return self._ladder_lines(ladder, best_bid, best_ask, width)
 
-    def _render_text(self, ladder: BookLadder, best_bid: Decimal | None, best_ask: Decimal | None) -> Text:
-        """The ladder as one Text of fixed-width lines: far cheaper to lay out than a Rich Table,
-        and redrawn up to ``refresh_hz`` times a second."""
+    def _ladder_lines(
+        self, ladder: BookLadder, best_bid: Decimal | None, best_ask: Decimal | None, width: int
+    ) -> list[Line]:
+        """The ladder as fixed-width lines: far cheaper to lay out than a Rich Table."""
         pp = self.listing.price_precision
         qp = min(self.listing.qty_precision, SIZE_PLACES_MAX)
-        width = max(self.content_size.width, 12)
         show_cum = width >= 27  # narrow ladders drop the cumulative column rather than wrap
         col = width // 3 if show_cum else width // 2
-        text = Text(no_wrap=True, overflow="crop")
+        size_w = col if show_cum else width - col
+        cum_w = width - 2 * col
+        lines: list[Line] = []
 
         def line(
             price: str, size: str, cum: str, price_style: str = "", size_style: str = "", cum_style: str = "dim"
-        ) -> None:
-            text.append(price.rjust(col), style=price_style)
-            text.append(size.rjust(col if show_cum else width - col), style=size_style)
-            if show_cum:
-                text.append(cum.rjust(width - 2 * col), style=cum_style)
-            text.append("\n")
+        ) -> Line:
+            chunks = ((price.rjust(col), price_style), (size.rjust(size_w), size_style))
+            return (*chunks, (cum.rjust(cum_w), cum_style)) if show_cum else chunks
 
-        line("Price", "Size", "Cum.", "bold", "bold", "bold")
+        lines.append(line("Price", "Size", "Cum.", "bold", "bold", "bold"))
         asks = ladder.asks[: self.depth]
         cum = ZERO
-        rows: list[tuple[str, str, str, str]] = []
+        rows: list[Line] = []
         for price, qty in asks:
             cum += qty
-            rows.append(
-                (fixed(price, pp), fixed(qty, qp), fixed(cum, qp), "bold black on red" if price == best_ask else "red")
-            )
-        for _ in range(self.depth - len(rows)):
-            text.append("\n")
-        for price_s, qty_s, cum_s, style in reversed(rows):
-            line(price_s, qty_s, cum_s, style)
+            style = "bold black on red" if price == best_ask else "red"
+            rows.append(line(fixed(price, pp), fixed(qty, qp), fixed(cum, qp), style))
+        lines.extend(() for _ in range(self.depth - len(rows)))
+        lines.extend(reversed(rows))
         spread = (ladder.asks[0][0] - ladder.bids[0][0]) if ladder.asks and ladder.bids else None
-        line(
-            "spread",
-            fixed(spread, pp) if spread is not None else "-",
-            "STALE" if ladder.stale else "",
-            "dim",
-            "dim",
-            "bold yellow",
+        lines.append(
+            line(
+                "spread",
+                fixed(spread, pp) if spread is not None else "-",
+                "STALE" if ladder.stale else "",
+                "dim",
+                "dim",
+                "bold yellow",
+            )
         )
         cum = ZERO
         for price, qty in ladder.bids[: self.depth]:
             cum += qty
-            line(
-                fixed(price, pp),
-                fixed(qty, qp),
-                fixed(cum, qp),
-                "bold black on green" if price == best_bid else "green",
-            )
-        text.rstrip()
+            style = "bold black on green" if price == best_bid else "green"
+            lines.append(line(fixed(price, pp), fixed(qty, qp), fixed(cum, qp), style))
+        # Trailing whitespace at the end of the ladder is not drawn (the Text used to be rstripped).
+        while lines and not "".join(text for text, _ in lines[-1]).rstrip():
+            lines.pop()
+        if lines:
+            last = list(lines[-1])
+            while last and not last[-1][0].rstrip():
+                last.pop()
+            text, style = last[-1]
+            last[-1] = (text.rstrip(), style)
+            lines[-1] = tuple(last)
+        return lines
+
+    @staticmethod
+    def _line_text(line: Sequence[tuple[str | None, str]]) -> Text:
+        text = Text(no_wrap=True, overflow="crop")
+        for chunk, style in line:
+            text.append(chunk or "", style=style)
         return text
+
+    # --- Textual hooks ------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        strip = self._strips.get(y)
+        if strip is None:
+            if y >= len(self._lines):
+                return Strip.blank(width, self.visual_style.rich_style)
+            line = self._lines[y]
+            shapes = tuple((shape_of(text), style) for text, style in line)
+            if any(shape is None for shape, _ in shapes):
+                strip = self._render_text_line(self._line_text(line), width, y)
+            else:
+                key = (y, width, shapes)
+                probe = self._shapes.get(key)
+                if probe is None:
+                    if len(self._shapes) >= 1024:  # bounded: a resize or a new precision makes new shapes
+                        self._shapes.clear()
+                    rendered = self._render_text_line(self._line_text(shapes), width, y)
+                    probe = self._shapes[key] = (list(rendered), rendered.cell_length)
+                segments, cell_length = probe
+                strip = Strip(swap_in(segments, 0, "".join(text for text, _ in line)), cell_length)
+            self._strips[y] = strip
+            self.lines_repainted += 1
+        return strip
+
+    def _render_text_line(self, text: Text, width: int, y: int) -> Strip:
+        """One line rendered as Textual renders a Text, as line ``y`` of the widget."""
+        visual = visualize(self, text, markup=False)
+        # Rendered as line 0 of a one-line visual: stamp the offsets it has as line y of the ladder.
+        return Visual.to_strips(self, visual, width, 1, self.visual_style)[0].apply_offsets(0, y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._width = 0  # lay out again at the new width
+        self._relayout()
+
+    def notify_style_update(self) -> None:
+        """A theme or class change: the rendered lines carry the old styles."""
+        super().notify_style_update()
+        self._strips.clear()
+        self._shapes.clear()

@@ -38,4 +38,4 @@ class ReplayBar(Static):
         text.append("  space ▶/❚❚  + - speed  . step", style="dim")
         if text.plain != self._last:
             self._last = text.plain
-            self.update(text)
+            self.update(text, layout=False)  # one line, always: no re-layout of the screen

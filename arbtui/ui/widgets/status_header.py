@@ -74,4 +74,4 @@ class StatusHeader(Static):
             text.append(f"  engine stopped: {bridge.stopped_reason}", style="bold red")
         if text.plain != self._last_plain or text.spans != self._last_spans:
             self._last_plain, self._last_spans = text.plain, list(text.spans)
-            self.update(text)
+            self.update(text, layout=False)  # one line, always: no re-layout of the screen
