@@ -4,6 +4,17 @@ Drivers (the console, the headless runner, tests) subscribe to events with :meth
 and call commands; they never reach into venue or detector state. Commands return fast; what they
 cause comes back as events. The engine runs under an injected :class:`~arbtui.domain.clock.Clock`
 and never reads the wall clock itself.
+
+Book updates are priced as they arrive, and coalesced under load. A book update is priced at once
+(the detector's events reach subscribers before the venue's callback returns) unless the same venue
+already sent an update of the same market in this *window*; such updates only mark the market dirty,
+and each dirty market is priced once when the window closes, on the latest books. A window is one
+turn of the event loop (its first update schedules ``loop.call_soon`` to close it) and, on a
+:class:`~arbtui.domain.clock.ManualClock`, one instant as well: time moves on a manual clock only
+between turns (``advance`` drains the loop first) or from a synchronous driver (a replay's ``set``),
+and either way the window closes before a later update is priced. Sparse updates therefore pay no
+latency at all, a burst read from one socket costs at most two pricings per market, and a replay
+prices the same books at the same times as the run it recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import TYPE_CHECKING
 from arbtui import __version__
 from arbtui.config import Config
 from arbtui.domain.book import Level, OrderBook
-from arbtui.domain.clock import NS_PER_MS, Clock
+from arbtui.domain.clock import NS_PER_MS, Clock, ManualClock
 from arbtui.domain.events import (
     BookUpdated,
     DetectionPaused,
@@ -76,7 +87,9 @@ class Engine:
         *,
         mode: str = "sim",
         drivers: Sequence[tuple[str, Driver]] = (),
+        coalesce: bool = True,
     ) -> None:
+        """``coalesce=False`` prices every book update at once, however many arrive (for comparison)."""
         self.config = config
         self.clock = clock
         self.mode = mode
@@ -100,6 +113,15 @@ class Engine:
         self.feed_counts: dict[str, int] = {v: 0 for v in self.venues}  # book updates per venue
         self.detection_paused = False
         self.failure: BaseException | None = None
+        # Coalescing (see the module docstring).
+        self.coalesce = coalesce
+        self._virtual_time = isinstance(clock, ManualClock)  # windows also end when a manual clock moves
+        self._window_ns: int | None = None  # the instant of the open window (manual clock only)
+        self._window_seen: set[tuple[str, str]] = set()  # (venue, market) updates priced at once in it
+        self._dirty: dict[str, None] = {}  # markets whose later updates wait for the window to close
+        self._window_handle: asyncio.Handle | None = None
+        self.markets_priced = 0  # detector passes over a market (one per update without coalescing)
+        self.updates_deferred = 0  # updates that only marked their market dirty
         self.journal = journal
         self.executor = Executor(
             config,
@@ -152,6 +174,7 @@ class Engine:
         """Stop everything. Pairs still in flight stay journaled as they are and are reconciled
         by the next start (that is what the journal is for)."""
         await self.executor.cancel_all()
+        self._drop_window()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -227,14 +250,73 @@ class Engine:
     def on_book(self, venue: str, market: str, book: OrderBook) -> None:
         now = self.clock.now_ns()
         self.book_updates += 1
-        self.feed_counts[venue] = self.feed_counts.get(venue, 0) + 1
+        counts = self.feed_counts
+        counts[venue] = counts.get(venue, 0) + 1
         bid, ask = book.best_bid(), book.best_ask()
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
         if self.detection_paused:
             return  # books keep updating; spreads are not re-priced until detection resumes
         if self._starting:
             return  # priced once every venue is connected and its balances are known (end of start)
-        self._spread_events(self.detector.on_book(venue, market, book, now))
+        self.detector.observe(venue, market, book, now)  # volatility sees every update
+        if not self.coalesce:
+            self._price_market(market, now)
+            return
+        if self._virtual_time and now != self._window_ns:
+            # A manual clock moved without a loop turn (a synchronous driver): that window is over. The
+            # dirty markets are priced as they were then, except this update's market, whose book has
+            # already moved on (it is priced below, as the first update of the new window).
+            self._dirty.pop(market, None)
+            self._close_window()
+            self._window_ns = now
+        if self._window_handle is None:
+            loop = _running_loop()
+            if loop is None:  # no event loop (a synchronous caller): nothing can close a window
+                self._price_market(market, now)
+                return
+            self._window_handle = loop.call_soon(self._close_window)
+        seen = self._window_seen
+        key = (venue, market)
+        if key in seen:
+            self.updates_deferred += 1
+            self._dirty[market] = None  # priced on the latest books when the window closes
+            return
+        seen.add(key)
+        self._dirty.pop(market, None)  # priced now, on the latest books
+        self._price_market(market, now)
+
+    def _price_market(self, market: str, now: int) -> None:
+        self.markets_priced += 1
+        self._spread_events(self.detector.evaluate_market(market, now))
+
+    def _close_window(self) -> None:
+        """Price the dirty markets once each, on their latest books; a new window starts empty."""
+        if self._window_handle is not None:
+            self._window_handle.cancel()  # a no-op when this is the callback itself
+            self._window_handle = None
+        self._window_seen.clear()
+        if not self._dirty:
+            return
+        dirty = list(self._dirty)
+        self._dirty.clear()
+        if self.detection_paused or self._starting:
+            return  # resuming (or the end of start) re-prices everything anyway
+        # On a manual clock, the instant the updates arrived (time does not move inside a window).
+        now = self._window_ns if self._virtual_time and self._window_ns is not None else self.clock.now_ns()
+        try:
+            for market in dirty:
+                self._price_market(market, now)
+        except Exception as exc:  # a loop callback's error would only be logged: fail the engine like a task
+            log.error("engine: pricing coalesced book updates failed", exc_info=exc)
+            self.failure = exc
+            self._stopped.set()
+
+    def _drop_window(self) -> None:
+        if self._window_handle is not None:
+            self._window_handle.cancel()
+            self._window_handle = None
+        self._window_seen.clear()
+        self._dirty.clear()
 
     def _spread_events(self, events: Sequence[Event]) -> None:
         for ev in events:
@@ -314,6 +396,7 @@ class Engine:
         self.detection_paused = paused
         self._emit(DetectionPaused(self.clock.now_ns(), paused))
         if not paused:
+            self._dirty.clear()  # every market is priced now
             self._spread_events(self.detector.evaluate_all(self.clock.now_ns()))
 
     def venue_counters(self, venue: str) -> Mapping[str, int]:
@@ -332,3 +415,10 @@ class Engine:
 
     def resolve(self, pair_id: str, note: str = "") -> bool:
         return self.executor.resolve(pair_id, note)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
