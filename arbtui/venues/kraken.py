@@ -86,8 +86,7 @@ from arbtui.domain.money import ZERO, to_decimal
 from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, OrderStatus, TimeInForce
 from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
-from arbtui.venues.kraken_book import CHECKSUM_LEVELS, book_frame, levels_checksum
-from arbtui.venues.kraken_book import book_checksum as orderbook_checksum
+from arbtui.venues.kraken_book import CHECKSUM_LEVELS, KrakenBook, levels_checksum
 from arbtui.venues.live import LiveVenue, PaperTrader
 from arbtui.venues.ratelimit import KRAKEN_TIERS, BudgetView, RateBudget, kraken_cancel_cost
 from arbtui.venues.secrets import Credentials, redact
@@ -221,7 +220,8 @@ def _rfc3339(ns: int) -> str:
 class _Symbol:
     listing: Listing
     precision: tuple[int, int]  # what the checksum is computed with (see the module docstring)
-    book: OrderBook | None = None
+    market: str  # the listing's canonical market (read on every frame)
+    book: KrakenBook | None = None
     awaiting_snapshot: bool = True
     resync_since_ns: int | None = None
     failures_in_a_row: int = 0  # checksum failures since the last verified frame
@@ -246,13 +246,14 @@ class KrakenFeed:
         self._symbols: dict[str, _Symbol] = {}
         self._markets: dict[str, _Symbol] = {}
         for lst in listings:
-            s = _Symbol(lst, (lst.price_precision, lst.qty_precision))
+            s = _Symbol(lst, (lst.price_precision, lst.qty_precision), lst.market)
             self._symbols[lst.symbol] = s
             self._markets[lst.market] = s
         self._on_change: Callable[[str], None] = _ignore
         self._link: FeedLink | None = None
         self._req_ids = itertools.count(1)
         self._resync_timeout_ns = int(resync_timeout_s * NS)
+        self._resync_pending = False  # some symbol's resubscribe waits for its snapshot
         self._last_ts = 0
         self.precision_source: dict[str, str] = {sym: "config" for sym in self._symbols}
         self.precision_mismatches: dict[str, str] = {}
@@ -294,15 +295,47 @@ class KrakenFeed:
             s.resync_since_ns = None
 
     def on_frame(self, raw: str | bytes, ts_ns: int) -> None:
+        """One frame from the socket (or a replay). The hot path is a ``book`` update: decoded by
+        orjson, its levels parsed, validated and written with their checksum tokens into the
+        symbol's :class:`KrakenBook` (:meth:`KrakenBook.apply_raw`), whose checksum is then compared
+        with Kraken's; no Decimal is made here (the engine's reads make them). It is written out in
+        this one method on purpose: at a few microseconds a frame, calls are a visible share."""
         self._last_ts = ts_ns
-        changed: str | None = None
+        market: str | None = None
         try:
-            msg = orjson.loads(raw)
-            if not isinstance(msg, dict):
+            msg = _loads(raw)
+            if type(msg) is not dict:
                 raise MalformedFrame("not a JSON object")
             channel = msg.get("channel")
             if channel == "book":
-                changed = self._on_book(msg, ts_ns)
+                # A missing key is a KeyError, an unpacking of anything but one element a ValueError
+                # or TypeError: all malformed (the except below), as the checks they replace were.
+                (d,) = msg["data"]
+                if type(d) is not dict:
+                    raise MalformedFrame("book frame without a single data element")
+                kind = msg["type"]
+                checksum = d["checksum"]
+                if type(checksum) is not int:
+                    raise MalformedFrame("book frame without an integer checksum")
+                symbol = d["symbol"]
+                s = self._symbols.get(symbol)
+                if s is None:
+                    if type(symbol) is not str:
+                        raise MalformedFrame("book frame without a symbol")
+                    # a symbol this feed did not ask for (a late frame of an old subscription)
+                elif kind == "update":
+                    book = s.book
+                    if book is not None and not s.awaiting_snapshot:
+                        if book.apply_raw(_side(d, "bids"), _side(d, "asks"), ts_ns) == checksum:
+                            self.counters.book_updates += 1
+                            market = s.market
+                        else:
+                            self._checksum_failed(s, symbol)
+                    # else: updates before the (fresh) snapshot belong to a book we no longer trust
+                elif kind == "snapshot":
+                    market = self._on_snapshot(s, d, checksum, ts_ns)
+                else:
+                    raise MalformedFrame("book frame without a type")
             elif channel == "heartbeat":
                 self.heartbeats += 1
             elif channel == "status":
@@ -317,46 +350,37 @@ class KrakenFeed:
         except (orjson.JSONDecodeError, MalformedFrame, KeyError, TypeError, ValueError) as exc:
             self.counters.malformed += 1
             log.debug("%s: malformed frame skipped: %s", self.venue, exc)
-        if changed is not None:
-            self._on_change(changed)  # outside the try: a listener's error is not a malformed frame
-        self._check_resync_timeouts(ts_ns)
+        if market is not None:
+            self._on_change(market)  # outside the try: a listener's error is not a malformed frame
+        if self._resync_pending:
+            self._check_resync_timeouts(ts_ns)
 
     # --- frames ------------------------------------------------------------------------------
-    def _on_book(self, msg: dict[str, Any], ts_ns: int) -> str | None:
-        """Apply and verify one book frame; the canonical market whose book changed, if any."""
-        frame = book_frame(msg)
-        s = self._symbols.get(frame.symbol)
-        if s is None:
-            return None  # a symbol this feed did not ask for (a late frame of an old subscription)
-        if frame.checksum is None:
-            raise MalformedFrame(f"{frame.symbol}: book frame without a checksum")
-        if frame.snapshot:
-            book = OrderBook(depth=self.depth)
-            book.apply_snapshot(frame.bids, frame.asks, ts_ns)
-        elif s.awaiting_snapshot or s.book is None:
-            return None  # updates before the (fresh) snapshot belong to a book we no longer trust
-        else:
-            book = s.book
-            book.apply_update(frame.bids, frame.asks, ts_ns)
-        if orderbook_checksum(book, *s.precision) != frame.checksum:
-            self.counters.integrity_failures += 1
-            s.failures_in_a_row += 1
-            if s.failures_in_a_row > MAX_RESYNCS_IN_A_ROW and self._link is not None:
-                # Fresh snapshots keep failing: something is wrong with this connection (or the
-                # precision); start over with the supervisor's backoff rather than loop at wire speed.
-                s.failures_in_a_row = 0
-                s.book = None
-                self._link.reconnect(f"{frame.symbol}: {MAX_RESYNCS_IN_A_ROW} resubscribes did not verify")
-                return None
-            log.warning("%s %s: checksum mismatch; resubscribing", self.venue, frame.symbol)
-            self._resubscribe(s, force=True)  # a failed fresh snapshot needs another one too
+    def _on_snapshot(self, s: _Symbol, d: dict[str, Any], checksum: int, ts_ns: int) -> str | None:
+        """A (fresh) snapshot: a new book, installed only if it verifies."""
+        book = KrakenBook(self.depth, *s.precision)
+        if book.apply_raw(_side(d, "bids"), _side(d, "asks"), ts_ns) != checksum:
+            self._checksum_failed(s, s.listing.symbol)
             return None
         s.book = book
         s.awaiting_snapshot = False
         s.resync_since_ns = None
         s.failures_in_a_row = 0
         self.counters.book_updates += 1
-        return s.listing.market
+        return s.market
+
+    def _checksum_failed(self, s: _Symbol, symbol: str) -> None:
+        self.counters.integrity_failures += 1
+        s.failures_in_a_row += 1
+        if s.failures_in_a_row > MAX_RESYNCS_IN_A_ROW and self._link is not None:
+            # Fresh snapshots keep failing: something is wrong with this connection (or the
+            # precision); start over with the supervisor's backoff rather than loop at wire speed.
+            s.failures_in_a_row = 0
+            s.book = None
+            self._link.reconnect(f"{symbol}: {MAX_RESYNCS_IN_A_ROW} resubscribes did not verify")
+            return
+        log.warning("%s %s: checksum mismatch; resubscribing", self.venue, symbol)
+        self._resubscribe(s, force=True)  # a failed fresh snapshot needs another one too
 
     def _on_instrument(self, msg: dict[str, Any]) -> None:
         data = msg.get("data")
@@ -376,6 +400,7 @@ class KrakenFeed:
             if isinstance(pp, int) and isinstance(qp, int) and not isinstance(pp, bool) and not isinstance(qp, bool):
                 if (pp, qp) != s.precision and s.book is not None:
                     log.info("%s %s: precision now %s/%s", self.venue, symbol, pp, qp)
+                    s.book.retoken(pp, qp)
                 s.precision = (pp, qp)
                 self.precision_source[s.listing.symbol] = "instrument"
                 configured = (s.listing.price_precision, s.listing.qty_precision)
@@ -415,19 +440,27 @@ class KrakenFeed:
             return  # a resubscribe is already under way; its snapshot will settle this one too
         s.awaiting_snapshot = True
         s.resync_since_ns = self._last_ts
+        self._resync_pending = True
         self.counters.resyncs += 1
         if self._link is not None:
             self._link.send(self._book_message("unsubscribe", [s.listing.symbol]))
             self._link.send(self._book_message("subscribe", [s.listing.symbol]))
 
     def _check_resync_timeouts(self, now_ns: int) -> None:
+        """Reconnect when a resubscribed symbol got no snapshot in time. Called after a frame only
+        while some symbol waits (``_resync_pending``), so a quiet feed pays nothing per frame."""
         if self._link is None or self._resync_timeout_ns <= 0:
             return
+        pending = False
         for s in self._symbols.values():
-            if s.resync_since_ns is not None and now_ns - s.resync_since_ns > self._resync_timeout_ns:
+            if s.resync_since_ns is None:
+                continue
+            if now_ns - s.resync_since_ns > self._resync_timeout_ns:
                 s.resync_since_ns = None
                 self._link.reconnect(f"{s.listing.symbol}: no snapshot after resubscribing")
                 return
+            pending = True
+        self._resync_pending = pending
 
     def _book_message(self, method: str, symbols: list[str]) -> str:
         params: dict[str, Any] = {"channel": "book", "symbol": symbols, "depth": self.depth}
@@ -442,6 +475,10 @@ class KrakenFeed:
 
 def _ignore(_market: str) -> None:
     return None
+
+
+_loads = orjson.loads
+_side = dict.get  # _side(d, "bids"): the levels, or None when the key is absent (apply_raw reads None as [])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1043,3 +1080,9 @@ def build_venue(
     )
     venue_ref.append(venue)
     return venue
+
+
+def make_feed(vc: VenueConfig, listings: Sequence[Listing], clock: Clock) -> KrakenFeed:
+    """The book feed alone, without keys or a socket: replay drives it with recorded frames."""
+    depth = vc.real.depth if vc.real is not None else 10
+    return KrakenFeed(vc.name, list(listings), depth)
