@@ -8,7 +8,7 @@ statuses and feed rates.
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from arbtui.domain.clock import NS_PER_S
@@ -44,13 +44,33 @@ RATE_WINDOW_NS = 2 * NS_PER_S
 class VenueView:
     status: VenueStatus = VenueStatus.CLOSED
     detail: str = ""
-    updates: deque[int] = field(default_factory=deque)  # BookUpdated times in the rate window
+    # BookUpdated times; those before ``start`` have left the rate window. A list and an index
+    # rather than a deque: under a busy feed (thousands of updates a second) the window's edge is
+    # found by bisection instead of popping every old time one by one on every redraw.
+    updates: list[int] = field(default_factory=list)
+    start: int = 0
+    in_order: bool = True  # times never went back (a replay restarting makes them go back)
+
+    def note_update(self, ts_ns: int) -> None:
+        updates = self.updates
+        if updates and ts_ns < updates[-1]:
+            self.in_order = False
+        updates.append(ts_ns)
 
     def rate(self, now_ns: int) -> float:
         """Book updates per second over the last two seconds of engine time."""
-        while self.updates and self.updates[0] <= now_ns - RATE_WINDOW_NS:
-            self.updates.popleft()
-        return len(self.updates) * NS_PER_S / RATE_WINDOW_NS
+        updates, cutoff = self.updates, now_ns - RATE_WINDOW_NS
+        if self.in_order:
+            self.start = bisect_right(updates, cutoff, self.start)
+        else:  # as a queue: drop from the front while the oldest time has left the window
+            while self.start < len(updates) and updates[self.start] <= cutoff:
+                self.start += 1
+        if self.start > 4096 and self.start * 2 > len(updates):
+            del updates[: self.start]
+            self.start = 0
+            if not self.in_order:  # the times that went back may have left with the prefix
+                self.in_order = all(a <= b for a, b in zip(updates, updates[1:], strict=False))
+        return (len(updates) - self.start) * NS_PER_S / RATE_WINDOW_NS
 
 
 class UIBridge:
@@ -78,7 +98,7 @@ class UIBridge:
             self.dirty_books.add((event.venue, event.market))
             view = self.venues.get(event.venue)
             if view is not None:
-                view.updates.append(event.ts_ns)
+                view.note_update(event.ts_ns)
         elif isinstance(event, (SpreadChanged, OpportunityUpdated)):
             self.spreads[event.spread.key] = event.spread
             self.spreads_dirty = True

@@ -22,10 +22,19 @@ from rich.segment import Segment
 SHAPE_CHAR = "x"
 
 
+# Printable ASCII but the space, to "x": a shape keeps the spaces (justification and stripping
+# depend on them) and nothing else.
+_TO_SHAPE = str.maketrans({chr(c): SHAPE_CHAR for c in range(0x21, 0x7F)})
+
+
 def shape_of(text: str) -> str | None:
     """``text`` with every non-space character replaced by ``x``, or None if it has no shape (a
     wide, zero-width or control character, where the segments would depend on the characters)."""
-    if not text.isprintable() or cell_len(text) != len(text):
+    if not text.isprintable():
+        return None
+    if text.isascii():
+        return text.translate(_TO_SHAPE)
+    if cell_len(text) != len(text):
         return None
     return "".join(c if c == " " else SHAPE_CHAR for c in text)
 

@@ -156,25 +156,27 @@ class BookLadderView(Widget):
 
     # --- Textual hooks ------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
         strip = self._strips.get(y)
         if strip is None:
+            width = self._width  # the content width the lines were laid out at
             if y >= len(self._lines):
                 return Strip.blank(width, self.visual_style.rich_style)
             line = self._lines[y]
             shapes = tuple((shape_of(text), style) for text, style in line)
-            if any(shape is None for shape, _ in shapes):
-                strip = self._render_text_line(self._line_text(line), width, y)
-            else:
-                key = (y, width, shapes)
-                probe = self._shapes.get(key)
-                if probe is None:
-                    if len(self._shapes) >= 1024:  # bounded: a resize or a new precision makes new shapes
-                        self._shapes.clear()
-                    rendered = self._render_text_line(self._line_text(shapes), width, y)
-                    probe = self._shapes[key] = (list(rendered), rendered.cell_length)
-                segments, cell_length = probe
-                strip = Strip(swap_in(segments, 0, "".join(text for text, _ in line)), cell_length)
+            key = (y, width, shapes)
+            probe = self._shapes.get(key)
+            if probe is None:
+                if any(shape is None for shape, _ in shapes):
+                    strip = self._render_text_line(self._line_text(line), width, y)
+                    self._strips[y] = strip
+                    self.lines_repainted += 1
+                    return strip
+                if len(self._shapes) >= 1024:  # bounded: a resize or a new precision makes new shapes
+                    self._shapes.clear()
+                rendered = self._render_text_line(self._line_text(shapes), width, y)
+                probe = self._shapes[key] = (list(rendered), rendered.cell_length)
+            segments, cell_length = probe
+            strip = Strip(swap_in(segments, 0, "".join(text for text, _ in line)), cell_length)
             self._strips[y] = strip
             self.lines_repainted += 1
         return strip

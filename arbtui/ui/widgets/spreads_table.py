@@ -25,7 +25,9 @@ from rich.text import Text
 from textual._types import SegmentLines
 from textual.color import Color
 from textual.renderables.styled import Styled
+from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from arbtui.domain.events import Spread, SpreadKind
 from arbtui.domain.instruments import Instruments
@@ -43,6 +45,10 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("gross", "Gross bp", 9),
     ("age", "Age", 6),
 )
+
+
+# A row rendered with its cells' shapes: the segments, their cell length, where each cell's text starts.
+RowShape = tuple[list[Segment], int, tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,10 @@ class SpreadsTable(DataTable[Cell]):
         # their segments depend on.
         self._labels: dict[tuple[object, ...], SegmentLines] = {}
         self._shapes: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
+        # Rendered lines: the header by look, rows by look and shape (segments, cell length and
+        # where each cell's text starts, or None when a cell's text cannot be found: cropped).
+        self._header_lines: dict[tuple[object, ...], Strip] = {}
+        self._row_shapes: dict[tuple[object, ...], RowShape | None] = {}
         self._style: Style | None = None  # rich_style, until the next style update
         self._backgrounds: tuple[Color, Color] | None = None  # background_colors, likewise
 
@@ -110,10 +120,15 @@ class SpreadsTable(DataTable[Cell]):
             shown = self._shown.get(key)
             if shown is None:
                 self.add_row(*cells, key=key)
-            else:
+            elif cells != shown:
+                # update_cell's effect, once per row rather than once per cell (each call refreshes
+                # the whole table); unchanged cells cost nothing to keep.
+                row = self._data[RowKey(key)]
                 for (col, _, _), cell, old in zip(COLUMNS, cells, shown, strict=True):
-                    if cell != old:  # only what changed: an unchanged cell costs nothing to keep
-                        self.update_cell(key, col, cell)
+                    if cell != old:
+                        row[ColumnKey(col)] = cell
+                self._update_count += 1
+                self.refresh()
             self._shown[key] = cells
             self.spreads[key] = spread
         self.refusals = {k: v for k, v in refusals.items() if k in self.spreads}
@@ -176,7 +191,100 @@ class SpreadsTable(DataTable[Cell]):
         self._backgrounds = None
         self._labels.clear()
         self._shapes.clear()
+        self._header_lines.clear()
+        self._row_shapes.clear()
         super().notify_style_update()
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """The DataTable's line, rendered once per shape of the row (every cell's shape, style and
+        width, the cursor and hover on it): a row whose figures changed only has its characters
+        swapped into the kept segments."""
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        if self.cursor_type != "row" or x1 != 0 or line_no != 0 or self._should_render_row_labels or self.fixed_columns:
+            return super()._render_line(y, x1, x2, base_style)
+        row_index = -1 if row_key is self._header_row_key else self._row_locations.get(row_key)
+        look = (
+            y,
+            x2,
+            self.size.width,
+            base_style,
+            row_index,
+            self.cursor_coordinate.row == row_index,
+            self.hover_coordinate.row == row_index,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        if row_index == -1:  # the header: constant for a look
+            header = self._header_lines.get(look)
+            if header is None:
+                header = self._header_lines[look] = super()._render_line(y, x1, x2, base_style)
+            return header
+        if row_index is None or self.rows[row_key].height != 1:
+            return super()._render_line(y, x1, x2, base_style)
+        columns = self.ordered_columns
+        data = self._data[row_key]
+        cells = [data[column.key] for column in columns]
+        widths = tuple(column.get_render_width(self) for column in columns)
+        shapes = tuple(shape_of(cell.text) for cell in cells)
+        if any(shape is None or cell.text != cell.text.strip() for shape, cell in zip(shapes, cells, strict=True)):
+            return super()._render_line(y, x1, x2, base_style)
+        styles = tuple((cell.style, cell.justify) for cell in cells)
+        key = (*look, widths, shapes, styles)
+        if key in self._row_shapes:
+            known = self._row_shapes[key]
+        else:
+            known = self._row_shapes[key] = self._render_row_shape(y, x1, x2, base_style, row_key, shapes, widths)
+        if known is None:
+            return super()._render_line(y, x1, x2, base_style)
+        segments, cell_length, starts = known
+        line = "".join(segment.text for segment in segments)
+        for start, cell in zip(starts, cells, strict=True):
+            line = line[:start] + cell.text + line[start + len(cell.text) :]
+        return Strip(swap_in(segments, 0, line), cell_length)
+
+    def _render_row_shape(
+        self,
+        y: int,
+        x1: int,
+        x2: int,
+        base_style: Style,
+        row_key: RowKey,
+        shapes: tuple[str | None, ...],
+        widths: tuple[int, ...],
+    ) -> RowShape | None:
+        """The row rendered by the DataTable with every cell's text replaced by its shape, and where
+        each shape starts in the line (None if one cannot be found: the line is cropped)."""
+        if len(self._row_shapes) >= 4096:  # bounded: every size, theme or focus change makes new keys
+            self._row_shapes.clear()
+        if len(self._header_lines) >= 64:
+            self._header_lines.clear()
+        real = self._data[row_key]
+        self._data[row_key] = {
+            column.key: Cell(shape or "", cell.style, cell.sort_key, cell.justify)
+            for column, shape in zip(self.ordered_columns, shapes, strict=True)
+            if (cell := real[column.key])
+        }
+        self._update_count += 1  # the DataTable's own caches must not keep (or give) the probe
+        try:
+            strip = super()._render_line(y, x1, x2, base_style)
+        finally:
+            self._data[row_key] = real
+            self._update_count += 1
+        segments = list(strip)
+        plain = "".join(segment.text for segment in segments)
+        starts: list[int] = []
+        at = 0
+        for shape, width in zip(shapes, widths, strict=True):
+            found = plain.find(shape or "", at, at + width)
+            if found < 0 or not shape:
+                return None
+            starts.append(found)
+            at += width
+        return segments, strip.cell_length, tuple(starts)
 
     def _render_cell(
         self,

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.strip import Strip
+from textual.visual import Visual, visualize
 from textual.widgets import Static
 
 from arbtui.domain.clock import NS_PER_MS
 from arbtui.domain.events import VenueStatus
 from arbtui.ui.bridge import UIBridge
 from arbtui.ui.formatting import clock_text
+from arbtui.ui.shapes import shape_of, swap_in
 
 if TYPE_CHECKING:
     from arbtui.engine.engine import Engine
@@ -32,10 +36,37 @@ _MODE_STYLE = {
 
 
 class StatusHeader(Static):
-    """One line; redrawn by the flush when its text changes."""
+    """One line; redrawn by the flush when its text changes.
+
+    The clock and the feed rates change it on every refresh, always in the same places: the line
+    is rendered once per shape (:mod:`arbtui.ui.shapes`) and the new characters swapped in.
+    """
 
     _last_plain = ""
     _last_spans: list[object] = []
+    _last_text: Text | None = None
+    _shapes: dict[tuple[object, ...], tuple[list[Segment], int]] | None = None
+
+    def render_line(self, y: int) -> Strip:
+        text = self._last_text
+        width = self.size.width
+        shape = shape_of(text.plain) if text is not None and y == 0 else None
+        if text is None or shape is None or text.cell_len > width:  # would wrap: Textual draws it
+            return super().render_line(y)
+        if self._shapes is None or len(self._shapes) >= 256:
+            self._shapes = {}
+        key = (shape, tuple(text.spans), text.style, width)
+        known = self._shapes.get(key)
+        if known is None:
+            probe = Text(shape, style=text.style, spans=list(text.spans))
+            rendered = Visual.to_strips(self, visualize(self, probe, markup=False), width, 1, self.visual_style)[0]
+            known = self._shapes[key] = (list(rendered), rendered.cell_length)
+        segments, cell_length = known
+        return Strip(swap_in(segments, 0, text.plain), cell_length)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._shapes = None
 
     def show(self, engine: Engine, now_ns: int, bridge: UIBridge) -> None:
         ex = engine.executor
@@ -74,4 +105,5 @@ class StatusHeader(Static):
             text.append(f"  engine stopped: {bridge.stopped_reason}", style="bold red")
         if text.plain != self._last_plain or text.spans != self._last_spans:
             self._last_plain, self._last_spans = text.plain, list(text.spans)
+            self._last_text = text
             self.update(text, layout=False)  # one line, always: no re-layout of the screen

@@ -1,0 +1,420 @@
+"""Console: the UI's share of a core, and key-to-screen time, under a 20,000 frames/s feed.
+
+Set-up: the console (``ArbApp``, the built-in demo, live clock, ``ui.refresh_hz`` = 10) runs in a
+real terminal, tmux at 160x48, in its own process. Besides the demo's simulated market, a feed task
+in the same process changes the touch of the BTC-USD and ETH-USD books of the simulated kraken and
+coinbase venues (best bid and best ask sizes, in turn, round robin over the four books) and hands
+each change to the engine with ``Engine.on_book``, the path a venue's frame takes, on a schedule of
+``--rate`` frames per second (it catches up after a slow moment, at most 20 ms of frames at once,
+and gives up frames more than 100 ms behind, so the rate achieved is never above the rate asked). The engine prices the touched spreads on every frame and emits its events; the UI's bridge
+folds them; the panes redraw at 10 Hz.
+
+What is measured, in the console's process, over ``--seconds`` after a warm-up:
+
+- ``process``: user + system CPU of the whole process (every thread), ``getrusage``;
+- ``engine``: CPU time of the engine's work: the thread CPU time (``CLOCK_THREAD_CPUTIME_ID``) spent
+  inside the feed's batches of ``on_book`` calls (book change, detector, executor hooks, the
+  session recorder's listener) and inside the simulated market's steps (its venues' books and the
+  engine's handling of their frames), *minus* the time spent in the UI bridge's listener
+  (``UIBridge.on_event``, timed around every call: it is the UI's work, done on the engine's path);
+- ``ui`` = ``process`` - ``engine``: everything else, i.e. Textual (timers, message pump,
+  compositor, the terminal writer thread, the input thread), the panes' flush, the bridge, and the
+  event loop's scheduling of the feed task. This is the figure held against the target; it
+  over-states the UI by the feed task's own scheduling (measured in a run without the UI,
+  ``details.control``, when not ``--quick``);
+- the feed rate achieved, flushes per second and per-thread CPU (``/proc/self/task``).
+
+Key to screen: ``tmux send-keys p`` (pause detection) and then the terminal's first line is read
+with ``tmux capture-pane`` until the header shows ``PAUSED`` (or no longer shows it), 20 times (4
+with ``--quick``): the time from the key to the terminal showing its effect, end to end, polled
+every ~2 ms (each poll is one ``tmux`` client process).
+
+    arbtui bench --only console [--quick]
+    python benchmarks/console.py [--quick] [--rate 20000] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from arbtui.bench.figure import Figure
+
+NAME = "console"
+RATE = 20_000
+TARGET_UI_PCT = 15.0
+AIM_KEY_MS = 100.0
+SIZE = (160, 48)
+TICK_S = 0.002  # the feed wakes up this often
+MAX_BATCH_S = 0.02  # and never hands more than this much of its schedule over in one go
+MAX_BACKLOG_S = 0.1  # frames further behind schedule than this are dropped (the achieved rate shows it)
+STATS_EVERY_S = 0.25
+
+
+# --- inside the console's process ------------------------------------------------------------
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per live thread of this process, by thread name (``/proc/self/task``)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), f"thread-{tid}")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class _Meter:
+    """Counters the console's process writes to the stats file."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.feed_ns = 0  # thread CPU inside the feed's batches
+        self.market_ns = 0  # thread CPU inside the simulated market's steps
+        self.bridge_ns = 0  # wall time inside the UI bridge's listener (within the above)
+        self.bridge_calls = 0
+
+    def timed_listener(self, listener: Callable[[Any], None]) -> Callable[[Any], None]:
+        clock = time.perf_counter_ns
+
+        def timed(event: Any) -> None:
+            t0 = clock()
+            listener(event)
+            self.bridge_ns += clock() - t0
+            self.bridge_calls += 1
+
+        return timed
+
+    def timed_step(self, step: Callable[[int], None]) -> Callable[[int], None]:
+        clock = time.thread_time_ns
+
+        def timed(t_ns: int) -> None:
+            t0 = clock()
+            step(t_ns)
+            self.market_ns += clock() - t0
+
+        return timed
+
+    def snapshot(self, flushes: int) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "wall": time.perf_counter(),
+            "process_s": usage.ru_utime + usage.ru_stime,
+            "threads_s": _thread_cpu(),
+            "frames": self.frames,
+            "feed_s": self.feed_ns / 1e9,
+            "market_s": self.market_ns / 1e9,
+            "bridge_s": self.bridge_ns / 1e9,
+            "bridge_calls": self.bridge_calls,
+            "flushes": flushes,
+        }
+
+
+def _write_stats(path: Path, stats: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats))
+    tmp.replace(path)
+
+
+async def _feed(engine: Any, meter: _Meter, rate: int, stop: Callable[[], bool]) -> None:
+    """Change the touch of the four BTC/ETH books in turn, ``rate`` times a second."""
+    from decimal import Decimal
+
+    books = [
+        (venue, lst.market)
+        for venue, v in engine.venues.items()
+        for lst in v.listings
+        if lst.market in ("BTC-USD", "ETH-USD")
+    ]
+    sizes = [Decimal(k) / 100 for k in range(1, 8)]
+    thread_ns = time.thread_time_ns
+    now_ns = engine.clock.now_ns
+    start = time.perf_counter()
+    n = 0
+    while not stop():
+        due = int((time.perf_counter() - start) * rate) - n
+        if due > rate * MAX_BACKLOG_S:  # too far behind to catch up: give up the excess, keep the rate
+            start += (due - rate * MAX_BACKLOG_S) / rate
+            due = int(rate * MAX_BACKLOG_S)
+        due = min(due, int(rate * MAX_BATCH_S))
+        t0 = thread_ns()
+        for _ in range(max(due, 0)):
+            venue, market = books[n % len(books)]
+            book = engine.book(venue, market)
+            bids_turn = (n // len(books)) % 2 == 0
+            touch = book.best_bid() if bids_turn else book.best_ask()
+            if touch is not None:
+                size = sizes[n % len(sizes)]
+                qty = touch[1] + size if n % 2 else max(touch[1] - size, size)  # stays near the venue's size
+                if bids_turn:
+                    book.apply_update([(touch[0], qty)], [], now_ns())
+                else:
+                    book.apply_update([], [(touch[0], qty)], now_ns())
+                engine.on_book(venue, market, book)
+            n += 1
+        meter.frames = n
+        meter.feed_ns += thread_ns() - t0
+        await asyncio.sleep(TICK_S)
+
+
+def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> None:
+    """Run the console (or, with ``ui=False``, the same engine and feed without it) and write
+    the meter to ``stats_path`` every quarter second until killed."""
+    from arbtui.config import default_config
+    from arbtui.domain.clock import LiveClock
+    from arbtui.engine.builder import build_engine
+
+    config = default_config()
+    clock = LiveClock()
+    engine, market = build_engine(config, clock, journal_dir / "journal.sqlite")
+    meter = _Meter()
+    if market is not None:
+        market.step_to = meter.timed_step(market.step_to)  # type: ignore[method-assign,assignment]
+
+    if not ui:
+
+        async def write_stats() -> None:
+            while True:
+                _write_stats(stats_path, meter.snapshot(0))
+                await asyncio.sleep(STATS_EVERY_S)
+
+        async def headless() -> None:
+            await engine.start()
+            await asyncio.gather(_feed(engine, meter, rate, lambda: False), write_stats())
+
+        asyncio.run(headless())
+        return
+
+    from arbtui.ui.app import ArbApp
+
+    class LoadedConsole(ArbApp):
+        CSS_PATH = str(Path(sys.modules[ArbApp.__module__].__file__ or "").parent / "app.tcss")
+
+        def __init__(self) -> None:
+            super().__init__(config, clock=clock, engine=engine)
+            self._unsubscribe()  # the bridge again, timed (it runs on the engine's path)
+            self._unsubscribe = engine.subscribe(meter.timed_listener(self.bridge.on_event))
+
+        def on_mount(self) -> None:
+            # No super().on_mount(): Textual calls ArbApp.on_mount itself (handlers run for every
+            # class in the MRO), and calling it again would start a second engine and flush timer.
+            self.run_worker(self._run_feed(), name="bench-feed", exit_on_error=True)
+            self.set_interval(STATS_EVERY_S, lambda: _write_stats(stats_path, meter.snapshot(self.flushes)))
+
+        async def _run_feed(self) -> None:
+            await self.engine_started.wait()
+            await _feed(self.engine, meter, rate, lambda: False)
+
+    LoadedConsole().run()
+
+
+# --- the harness ---------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_for_frames(path: Path, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = _read(path)
+        if stats is not None and stats["frames"] > 0:
+            return stats
+        time.sleep(0.1)
+    raise RuntimeError(f"the console did not start feeding within {timeout_s:.0f} s")
+
+
+def _window(path: Path, warmup_s: float, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    _wait_for_frames(path, 30)
+    time.sleep(warmup_s)
+    first = _read(path)
+    time.sleep(seconds)
+    last = _read(path)
+    assert first is not None and last is not None
+    return first, last
+
+
+def _shares(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    wall = last["wall"] - first["wall"]
+
+    def pct(key: str) -> float:
+        return 100 * (last[key] - first[key]) / wall
+
+    process, feed, market, bridge = pct("process_s"), pct("feed_s"), pct("market_s"), pct("bridge_s")
+    engine = feed + market - bridge
+    threads = {
+        name: round(100 * (cpu - first["threads_s"].get(name, 0.0)) / wall, 1)
+        for name, cpu in last["threads_s"].items()
+    }
+    calls = last["bridge_calls"] - first["bridge_calls"]
+    return {
+        "wall_s": round(wall, 1),
+        "frames_per_s": round((last["frames"] - first["frames"]) / wall),
+        "flushes_per_s": round((last["flushes"] - first["flushes"]) / wall, 1),
+        "process_pct": round(process, 1),
+        "engine_pct": round(engine, 1),
+        "ui_pct": round(process - engine, 1),
+        "feed_batches_pct": round(feed, 1),
+        "simulated_market_pct": round(market, 1),
+        "bridge_pct": round(bridge, 1),
+        "bridge_us_per_event": round(1e6 * (last["bridge_s"] - first["bridge_s"]) / calls, 2) if calls else None,
+        "threads_pct": threads,
+    }
+
+
+def _tmux(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+
+
+def _header(session: str) -> str:
+    return _tmux("capture-pane", "-p", "-t", session, "-S", "0", "-E", "0").stdout
+
+
+def _key_to_screen(session: str, presses: int) -> list[float]:
+    """Milliseconds from ``send-keys p`` until the header shows the new pause state."""
+    out: list[float] = []
+    paused = "PAUSED" in _header(session)
+    for _ in range(presses):
+        want = not paused
+        t0 = time.perf_counter()
+        _tmux("send-keys", "-t", session, "p")
+        while ("PAUSED" in _header(session)) != want:
+            if time.perf_counter() - t0 > 10:
+                raise RuntimeError("the console did not show the key's effect within 10 s")
+            time.sleep(0.002)
+        out.append(1000 * (time.perf_counter() - t0))
+        paused = want
+        time.sleep(0.25)  # let the next press find the console at its usual pace
+    if paused:
+        _tmux("send-keys", "-t", session, "p")
+    return out
+
+
+def _serve_command(rate: int, stats: Path, journal_dir: Path, ui: bool) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "arbtui.bench.console",
+        "--serve",
+        "--rate",
+        str(rate),
+        "--stats",
+        str(stats),
+        "--journal-dir",
+        str(journal_dir),
+        *([] if ui else ["--no-ui"]),
+    ]
+
+
+def _percentile(values: list[float], p: float) -> float:
+    """Nearest rank (every figure reported is a measured sample)."""
+    ordered = sorted(values)
+    rank = max(1, -int(-len(ordered) * p // 100))
+    return float(ordered[rank - 1])
+
+
+def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figure:
+    """Run the console under the feed in tmux and measure it (see the module docstring)."""
+    command = f"arbtui bench --only {NAME}" + (" --quick" if quick else "")
+    title = f"console under a {rate:,} frames/s feed (tmux {SIZE[0]}x{SIZE[1]}, 10 refreshes/s)"
+    target = f"UI <= {TARGET_UI_PCT:.0f}% of a core at 10 refreshes/s under {RATE:,} frames/s"
+    if shutil.which("tmux") is None:
+        return Figure(NAME, title, {}, target, None, command, "tmux is needed (the console runs in a real terminal)")
+    seconds = seconds if seconds is not None else (3.0 if quick else 20.0)
+    warmup = 1.0 if quick else 4.0
+    load_before = os.getloadavg()
+    details: dict[str, Any] = {"cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="arbtui-bench-console-") as tmp:
+        stats = Path(tmp) / "stats.json"
+        session = f"arbtui-bench-console-{os.getpid()}"
+        serve_cmd = " ".join(_serve_command(rate, stats, Path(tmp), ui=True))
+        env = f"env XDG_DATA_HOME={tmp} TERM=xterm-256color COLORTERM=truecolor "
+        _tmux("new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), env + serve_cmd)
+        try:
+            first, last = _window(stats, warmup, seconds)
+            keys = _key_to_screen(session, 4 if quick else 20)
+        finally:
+            _tmux("kill-session", "-t", session)
+        shares = _shares(first, last)
+        if not quick:  # the same engine and feed with no UI: what the feed task costs by itself
+            control_stats = Path(tmp) / "control.json"
+            proc = subprocess.Popen(_serve_command(rate, control_stats, Path(tmp), ui=False), stdin=subprocess.DEVNULL)
+            try:
+                c_first, c_last = _window(control_stats, warmup, min(seconds, 10.0))
+            finally:
+                proc.kill()
+                proc.wait()
+            control = _shares(c_first, c_last)
+            control["residual_pct"] = control.pop("ui_pct")  # no UI here: scheduling, GC, journal, ...
+            for key in ("flushes_per_s", "bridge_pct", "bridge_us_per_event"):
+                control.pop(key)
+            details["control"] = control
+    details.update({k: v for k, v in shares.items() if k not in ("frames_per_s", "ui_pct", "process_pct")})
+    details["load_avg_before"] = [round(x, 2) for x in load_before]
+    details["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    details["key_to_screen_ms"] = [round(k, 1) for k in keys]
+    values: dict[str, Any] = {
+        "feed_frames_per_s": shares["frames_per_s"],
+        "ui_pct": shares["ui_pct"],
+        "process_pct": shares["process_pct"],
+        "engine_pct": shares["engine_pct"],
+        "key_to_screen_p50_ms": round(_percentile(keys, 50), 1),
+        "key_to_screen_max_ms": round(max(keys), 1),
+    }
+    reached = shares["frames_per_s"] >= 0.95 * rate
+    met = shares["ui_pct"] <= TARGET_UI_PCT and reached and rate >= RATE
+    notes = []
+    if not reached:
+        notes.append(f"the feed reached {shares['frames_per_s']:,} of {rate:,} frames/s (the engine's cost caps it)")
+    notes.append(f"key to screen: aim p50 < {AIM_KEY_MS:.0f} ms")
+    if quick:
+        notes.append("quick run: a few seconds, not a measurement")
+    return Figure(NAME, title, values, target, met, command, "; ".join(notes), details)
+
+
+def run(quick: bool) -> Figure:
+    return measure(quick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the console process under load (run by the benchmark)")
+    parser.add_argument("--serve", action="store_true", required=True)
+    parser.add_argument("--rate", type=int, default=RATE)
+    parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--journal-dir", type=Path, required=True)
+    parser.add_argument("--no-ui", action="store_true")
+    args = parser.parse_args(argv)
+    serve(args.rate, args.stats, args.journal_dir, ui=not args.no_ui)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
