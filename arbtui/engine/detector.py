@@ -41,7 +41,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from arbtui.config import Config
 from arbtui.domain.book import BookSide, Level, OrderBook
@@ -58,13 +58,14 @@ from arbtui.domain.events import (
 )
 from arbtui.domain.fees import FeeModel, FeeSchedule
 from arbtui.domain.instruments import Instruments, Listing
-from arbtui.domain.money import BPS, ONE, ZERO, bps, floor_to_step
+from arbtui.domain.money import BPS, ONE, ZERO, floor_to_step
 from arbtui.domain.orders import Side
 from arbtui.engine.volatility import VolatilityEstimator
 
 BookLookup = Callable[[str, str], "OrderBook | None"]
 BalanceLookup = Callable[[str, str], Decimal]  # (venue, asset) -> free balance
 
+CENT = Decimal("0.01")
 UNIT_CACHE_MAX = 4096  # prices kept per fee schedule and direction; cleared when full (prices drift)
 
 # What walking one side returns: (quantity filled, notional, taker fee, worst price reached).
@@ -132,6 +133,8 @@ class _Priced:
 
     __slots__ = (
         "spec",
+        "asks1",
+        "asks2",
         "lot",
         "min_size",
         "selling",
@@ -152,6 +155,12 @@ class _Priced:
         "len1",
         "levels2",
         "len2",
+        "book1",
+        "seq1",
+        "crossed1",
+        "book2",
+        "seq2",
+        "crossed2",
     )
 
     def __init__(
@@ -164,6 +173,8 @@ class _Priced:
     ) -> None:
         first, second = spec.first, spec.second
         self.spec = spec
+        self.asks1 = first.side is Side.BUY  # a buy takes the asks (OrderBook.taken_side)
+        self.asks2 = second.side is Side.BUY
         self.lot = max(first.listing.lot_size, second.listing.lot_size)
         self.min_size = max(first.listing.min_size, second.listing.min_size)
         self.selling = second.side is Side.SELL
@@ -184,6 +195,14 @@ class _Priced:
         self.len1 = -1  # -1, or the side's length when the evaluation read past its last level
         self.levels2: list[Level] = []
         self.len2 = -1
+        # Each leg's book as last seen, by identity and change count (``OrderBook.sequence`` counts every
+        # change a feed applies): while both are the same, the side's levels and crossed state are too.
+        self.book1: OrderBook | None = None
+        self.seq1 = -1
+        self.crossed1 = False
+        self.book2: OrderBook | None = None
+        self.seq2 = -1
+        self.crossed2 = False
 
     def remember(
         self,
@@ -217,12 +236,19 @@ def _walk(prefix: _Prefix, quantity: Decimal, fees: FeeSchedule) -> _Cost:
     rate = fees.taker_rate
     no_fee = rate == ZERO
     on_notional = fees.model is FeeModel.NOTIONAL
+    levels = prefix.levels
+    known = len(levels)
     i = 0
     while remaining > 0:
-        level = prefix.at(i)
-        if level is None:
-            break
-        price, qty = level
+        if i < known:
+            price, qty = levels[i]
+        else:
+            level = prefix.at(i)
+            if level is None:
+                break
+            price, qty = level
+            levels = prefix.levels
+            known = len(levels)
         take = qty if qty < remaining else remaining
         notional += price * take
         if no_fee:
@@ -234,7 +260,16 @@ def _walk(prefix: _Prefix, quantity: Decimal, fees: FeeSchedule) -> _Cost:
         remaining -= take
         worst = price
         i += 1
+    if i > prefix.used:
+        prefix.used = i
     return quantity - remaining, notional, fee, worst
+
+
+def _bps(numerator: Decimal, denominator: Decimal) -> Decimal:
+    """:func:`arbtui.domain.money.bps`, the same operations (without building its quantum each call)."""
+    if denominator == 0:
+        return ZERO
+    return (numerator / denominator * BPS).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
 class Detector:
@@ -256,6 +291,7 @@ class Detector:
         self._stale_ns = self._cfg.stale_after_ms * NS_PER_MS
         halflife = float(self._cfg.volatility_halflife_s)  # float ok: a time constant
         self._vol: dict[tuple[str, str], VolatilityEstimator] = {}
+        self._quotes: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # best bid and ask last observed
         self._specs: list[_PairSpec] = []
         self._priced: dict[str, _Priced] = {}
         self._by_market: dict[str, list[_Priced]] = {}
@@ -343,11 +379,18 @@ class Detector:
 
     def observe(self, venue: str, market: str, book: OrderBook, now_ns: int) -> None:
         """A book changed: update its volatility (every update counts), without re-pricing anything."""
-        vol = self._vol.get((venue, market))
-        if vol is not None:
-            mid = book.mid()
-            if mid is not None:
-                vol.update(mid, now_ns)
+        key = (venue, market)
+        vol = self._vol.get(key)
+        if vol is None:
+            return
+        bid, ask = book.bids.best(), book.asks.best()
+        if bid is None or ask is None:
+            return
+        quote = (bid[0], ask[0])
+        if quote == self._quotes.get(key):
+            return  # the same mid: the estimator would ignore it
+        self._quotes[key] = quote
+        vol.update((quote[0] + quote[1]) / 2, now_ns)  # OrderBook.mid(), from the best levels just read
 
     def evaluate_market(self, market: str, now_ns: int) -> list[SpreadEvent]:
         """Re-price the spreads that use ``market``; one event per spread whose figures changed."""
@@ -357,6 +400,14 @@ class Detector:
             if ev is not None:
                 out.append(ev)
         return out
+
+    def price_market(self, market: str, now_ns: int, emit: Callable[[SpreadEvent], None]) -> None:
+        """:meth:`evaluate_market`, handing each event to ``emit`` as soon as its spread is priced
+        (the same events in the same order; the first does not wait for the other spreads)."""
+        for priced in self._by_market.get(market, ()):
+            ev = self._evaluate(priced, now_ns)
+            if ev is not None:
+                emit(ev)
 
     def evaluate_all(self, now_ns: int) -> list[SpreadEvent]:
         out: list[SpreadEvent] = []
@@ -412,12 +463,31 @@ class Detector:
         book2 = self._books(second.venue, second.listing.market)
         if book1 is None or book2 is None:
             return self._unpriceable(priced, now_ns)
-        side1 = book1.taken_side(first.side)
-        side2 = book2.taken_side(second.side)
+        side1 = book1.asks if priced.asks1 else book1.bids
+        side2 = book2.asks if priced.asks2 else book2.bids
         if not len(side1) or not len(side2):
             return self._unpriceable(priced, now_ns)
+        seq1, seq2 = book1.sequence, book2.sequence
+        moved1 = book1 is not priced.book1 or seq1 != priced.seq1
+        moved2 = book2 is not priced.book2 or seq2 != priced.seq2
+        crossed1 = book1.is_crossed() if moved1 else priced.crossed1
+        crossed2 = book2.is_crossed() if moved2 else priced.crossed2
+        priced.book1, priced.seq1, priced.crossed1 = book1, seq1, crossed1
+        priced.book2, priced.seq2, priced.crossed2 = book2, seq2, crossed2
+        # Pricing is blocked by a crossed or stale book (the first book first, crossed before stale).
+        stale_ns = self._stale_ns
+        updated1, updated2 = book1.last_update_ns, book2.last_update_ns
+        if crossed1:
+            blocked = "book crossed"
+        elif updated1 is None or now_ns - updated1 > stale_ns:
+            blocked = "book stale"
+        elif crossed2:
+            blocked = "book crossed"
+        elif updated2 is None or now_ns - updated2 > stale_ns:
+            blocked = "book stale"
+        else:
+            blocked = ""
         slip = self._slip(priced)
-        blocked = self._blocked(book1, book2, now_ns)
         budget1 = self._balances(first.venue, first.asset)
         budget2 = self._balances(second.venue, second.asset)
         if (
@@ -426,11 +496,23 @@ class Detector:
             and priced.blocked == blocked
             and priced.budget1 == budget1
             and priced.budget2 == budget2
-            and (priced.len1 < 0 or len(side1) == priced.len1)
-            and (priced.len2 < 0 or len(side2) == priced.len2)
-            and side1.top(len(priced.levels1)) == priced.levels1
-            and side2.top(len(priced.levels2)) == priced.levels2
+            and (
+                not moved1
+                or (
+                    (priced.len1 < 0 or len(side1) == priced.len1)
+                    and side1.top(len(priced.levels1)) == priced.levels1
+                )
+            )
+            and (
+                not moved2
+                or (
+                    (priced.len2 < 0 or len(side2) == priced.len2)
+                    and side2.top(len(priced.levels2)) == priced.levels2
+                )
+            )
         ):
+            # Everything the last evaluation read is equal (by value): it would price the same figures,
+            # and an evaluation that finds the same figures emits nothing.
             self.unchanged += 1
             return None
         self.evaluations += 1
@@ -455,7 +537,7 @@ class Detector:
         quantity = ZERO if blocked else self._optimal_quantity(priced, p1, p2, slip, budget1, budget2)
         lot = priced.lot
         min_size = priced.min_size
-        quantity = floor_to_step(quantity, lot)
+        quantity = (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot  # floor_to_step
         touch = False
         if quantity < min_size or quantity <= 0:
             touch = True
@@ -489,7 +571,7 @@ class Detector:
             cost = notional1 + notional2
             gross = spec.payout * quantity - cost
         pnl = gross - fees - slippage
-        net_bps = bps(pnl, cost)
+        net_bps = _bps(pnl, cost)
         pays = not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl and net_bps >= self._cfg.min_net_edge_bps
         legs = (
             LegPlan(first.venue, first.listing.market, first.side, quantity, notional1 / quantity, worst1, fee1),
@@ -558,7 +640,7 @@ class Detector:
             spec.group,
             legs,
             quantity,
-            bps(gross, cost),
+            _bps(gross, cost),
             net_bps,
             fees,
             slippage,
@@ -581,12 +663,17 @@ class Detector:
         """Shrink the size until each venue can pay for it at the legs' limit prices, fees included:
         an IOC at the worst level is what the venue reserves, not the VWAP the walk used."""
         first, second = priced.spec.first, priced.spec.second
+        units1, units2 = priced.units1, priced.units2
         for _ in range(4):
             worst1, worst2 = c1[3], c2[3]
             assert worst1 is not None and worst2 is not None
-            per_unit1 = worst1 + first.fees.taker_fee_per_unit(worst1)
+            per_unit1 = units1.get(worst1)
+            if per_unit1 is None:
+                per_unit1 = units1[worst1] = worst1 + first.fees.taker_fee_per_unit(worst1)
             if second.side is Side.BUY:
-                per_unit2 = worst2 + second.fees.taker_fee_per_unit(worst2)
+                per_unit2 = units2.get(worst2)
+                if per_unit2 is None:
+                    per_unit2 = units2[worst2] = worst2 + second.fees.taker_fee_per_unit(worst2)
                 if first.venue == second.venue and first.asset == second.asset:
                     cap = budget1 / (per_unit1 + per_unit2)
                 else:
@@ -602,22 +689,17 @@ class Detector:
             c2 = _walk(p2, quantity, second.fees)
         return quantity, c1, c2
 
-    def _blocked(self, book1: OrderBook, book2: OrderBook, now_ns: int) -> str:
-        for book in (book1, book2):
-            if book.is_crossed():
-                return "book crossed"
-            if book.is_stale(now_ns, self._stale_ns):
-                return "book stale"
-        return ""
-
     def _optimal_quantity(
         self, priced: _Priced, p1: _Prefix, p2: _Prefix, slip: Decimal, budget1: Decimal, budget2: Decimal
     ) -> Decimal:
-        """Walk both books while one more unit still adds profit and no limit binds."""
+        """Walk both books while one more unit still adds profit and no limit binds.
+
+        ``min`` is written out: ``b if b < a else a`` is what ``min(a, b)`` returns (the first of equals)."""
         spec = priced.spec
         fees1, fees2 = spec.first.fees, spec.second.fees
         selling = priced.selling
         shared_budget = priced.shared_budget
+        payout = spec.payout
         units1, units2 = priced.units1, priced.units2
         if len(units1) > UNIT_CACHE_MAX:
             units1.clear()  # prices drift: forget the old ones
@@ -644,23 +726,36 @@ class Detector:
             else:
                 if unit2 is None:
                     unit2 = units2[price2] = price2 + fees2.taker_fee_per_unit(price2)
-                margin = spec.payout - unit_cost1 - unit2 - slip * (price1 + price2)
+                margin = payout - unit_cost1 - unit2 - slip * (price1 + price2)
             if margin <= 0:
                 break
-            level_step = min(left1, left2)
+            level_step = left2 if left2 < left1 else left1
             # Limits that bind inside a level: size, notional (on the buy leg), each venue's balance.
             # Each leg's notional is capped (a sell leg's notional is the larger one of a paying spread).
-            limit_step = min(cap - qty, notional_left / price1, notional_left2 / price2)
+            limit_step = cap - qty
+            x = notional_left / price1
+            if x < limit_step:
+                limit_step = x
+            x = notional_left2 / price2
+            if x < limit_step:
+                limit_step = x
             if shared_budget:
-                limit_step = min(limit_step, budget1 / (unit_cost1 + unit2))
+                x = budget1 / (unit_cost1 + unit2)
+                if x < limit_step:
+                    limit_step = x
             else:
-                limit_step = min(limit_step, budget1 / unit_cost1)
-                limit_step = min(limit_step, budget2 if selling else budget2 / unit2)
-            step = min(level_step, limit_step)
+                x = budget1 / unit_cost1
+                if x < limit_step:
+                    limit_step = x
+                x = budget2 if selling else budget2 / unit2
+                if x < limit_step:
+                    limit_step = x
+            binds = limit_step < level_step
+            step = limit_step if binds else level_step
             if step <= 0:
                 break
             qty += step
-            if limit_step < level_step:
+            if binds:
                 break
             notional_left -= step * price1
             notional_left2 -= step * price2

@@ -252,12 +252,16 @@ class Engine:
         self.book_updates += 1
         counts = self.feed_counts
         counts[venue] = counts.get(venue, 0) + 1
+        # Spreads first (frame-to-opportunity is the latency that matters), then BookUpdated for the
+        # displays: a listener drawing books is not on the detector's critical path.
+        if not self.detection_paused and not self._starting:
+            # (paused: books keep updating, spreads are re-priced when detection resumes; starting: the
+            # books that arrive while venues connect are priced once balances are known, end of start)
+            self._on_book_priced(venue, market, book, now)
         bid, ask = book.best_bid(), book.best_ask()
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
-        if self.detection_paused:
-            return  # books keep updating; spreads are not re-priced until detection resumes
-        if self._starting:
-            return  # priced once every venue is connected and its balances are known (end of start)
+
+    def _on_book_priced(self, venue: str, market: str, book: OrderBook, now: int) -> None:
         self.detector.observe(venue, market, book, now)  # volatility sees every update
         if not self.coalesce:
             self._price_market(market, now)
@@ -269,25 +273,26 @@ class Engine:
             self._dirty.pop(market, None)
             self._close_window()
             self._window_ns = now
-        if self._window_handle is None:
-            loop = _running_loop()
-            if loop is None:  # no event loop (a synchronous caller): nothing can close a window
-                self._price_market(market, now)
-                return
-            self._window_handle = loop.call_soon(self._close_window)
-        seen = self._window_seen
         key = (venue, market)
-        if key in seen:
+        if key in self._window_seen:
             self.updates_deferred += 1
             self._dirty[market] = None  # priced on the latest books when the window closes
             return
-        seen.add(key)
+        self._window_seen.add(key)
         self._dirty.pop(market, None)  # priced now, on the latest books
-        self._price_market(market, now)
+        try:
+            self._price_market(market, now)
+        finally:  # the window is scheduled to close after pricing: the events go first
+            if self._window_handle is None:
+                loop = _running_loop()
+                if loop is None:  # no event loop (a synchronous caller): nothing could close a window
+                    self._window_seen.clear()
+                else:
+                    self._window_handle = loop.call_soon(self._close_window)
 
     def _price_market(self, market: str, now: int) -> None:
         self.markets_priced += 1
-        self._spread_events(self.detector.evaluate_market(market, now))
+        self.detector.price_market(market, now, self._spread_event)
 
     def _close_window(self) -> None:
         """Price the dirty markets once each, on their latest books; a new window starts empty."""
@@ -320,12 +325,15 @@ class Engine:
 
     def _spread_events(self, events: Sequence[Event]) -> None:
         for ev in events:
-            self._emit(ev)
-            if isinstance(ev, OpportunityDetected):
-                self.executor.analytics.opportunities_detected += 1
-                self.executor.on_opportunity(ev.spread)
-            elif isinstance(ev, OpportunityUpdated):
-                self.executor.on_opportunity(ev.spread)
+            self._spread_event(ev)
+
+    def _spread_event(self, ev: Event) -> None:
+        self._emit(ev)
+        if isinstance(ev, OpportunityDetected):
+            self.executor.analytics.opportunities_detected += 1
+            self.executor.on_opportunity(ev.spread)
+        elif isinstance(ev, OpportunityUpdated):
+            self.executor.on_opportunity(ev.spread)
 
     def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
         self._set_status(venue, status, detail)
