@@ -148,6 +148,9 @@ class RiskConfig:
     max_book_age_ms: int = 1500
 
 
+LEG_MODES = ("parallel", "sequential")  # [execution] legs
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionConfig:
     order_timeout_ms: int = 2000
@@ -162,6 +165,7 @@ class ExecutionConfig:
     breaker_window_s: int = 60
     breaker_failure_rate: Decimal = Decimal("0.5")
     breaker_min_samples: int = 10
+    legs: str = "parallel"  # "parallel": both entry legs leave together; "sequential": the 2nd after the 1st's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -711,6 +715,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             "breaker_window_s",
             "breaker_failure_rate",
             "breaker_min_samples",
+            "legs",
         },
     )
     ms = _int(min_value=1, max_value=600_000)
@@ -739,6 +744,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         breaker_min_samples=r.get(
             et, "execution", "breaker_min_samples", _int(min_value=1, max_value=10_000), ed.breaker_min_samples
         ),
+        legs=r.get(et, "execution", "legs", _str(LEG_MODES), ed.legs),
     )
     ud = UIConfig()
     ut = r.table(top.get("ui", {}), "ui", {"refresh_hz", "book_depth"})

@@ -42,6 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "breaker_window_s": 60,
         "breaker_failure_rate": "0.5",
         "breaker_min_samples": 10,
+        "legs": "parallel",
     },
     "ui": {"refresh_hz": 10, "book_depth": 10},
     "venues": {

@@ -62,10 +62,12 @@ an unsubscribe immediately followed by a subscribe (python-kraken-sdk waits 3 s 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import itertools
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,7 +91,7 @@ from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, T
 from arbtui.venues.kraken_book import CHECKSUM_LEVELS, KrakenBook, levels_checksum
 from arbtui.venues.live import LiveVenue, PaperTrader
 from arbtui.venues.ratelimit import KRAKEN_TIERS, BudgetView, RateBudget, kraken_cancel_cost
-from arbtui.venues.secrets import Credentials, redact
+from arbtui.venues.secrets import Credentials, SecretsError, redact
 from arbtui.venues.wire import MalformedFrame
 
 log = logging.getLogger(__name__)
@@ -557,6 +559,12 @@ class KrakenTrader:
         self._markets = markets
         self._key = credentials.require("api_key")
         self._secret = credentials.require("api_secret")
+        try:
+            # The HMAC keyed once (copied per request): decoding and keying for every request is
+            # work on the order path that can be done before any confirm.
+            self._mac = hmac.new(base64.b64decode(self._secret.reveal()), digestmod=hashlib.sha512)
+        except (binascii.Error, ValueError):
+            raise SecretsError(f"{venue}: api_secret is not base64") from None
         self._clock = clock
         self._url = rest_url.rstrip("/")
         self._deadline_ns = int(deadline_s * NS)
@@ -897,16 +905,18 @@ class KrakenTrader:
         if session is None or session.closed:
             raise VenueError(self._venue, "the REST client is not started", retryable=True)
         path = f"/0/private/{method}"
-        nonce = self._next_nonce()
-        body = urllib.parse.urlencode([("nonce", str(nonce)), *params])
+        nonce = str(self._next_nonce())
+        body = _form([("nonce", nonce), *params])
+        mac = self._mac.copy()  # api_sign, with the key decoded once
+        mac.update(path.encode() + hashlib.sha256(nonce.encode() + body).digest())
         headers = {
             "API-Key": self._key.reveal(),
-            "API-Sign": api_sign(path, body, nonce, self._secret.reveal()),
+            "API-Sign": base64.b64encode(mac.digest()).decode(),
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
         }
         self.requests_sent += 1
         try:
-            async with session.post(self._url + path, data=body.encode(), headers=headers) as resp:
+            async with session.post(self._url + path, data=body, headers=headers) as resp:
                 status = resp.status
                 raw = await resp.read()
         except TimeoutError:
@@ -933,6 +943,18 @@ class KrakenTrader:
         if status != 200 and status != 429 and not errors:
             raise VenueError(self._venue, f"{method}: HTTP {status}", retryable=False)
         return _Reply(status, list(errors), payload.get("result"))
+
+
+_FORM_SAFE = re.compile(r"[A-Za-z0-9_.\-]*")  # what urlencode leaves as it is
+
+
+def _form(params: list[tuple[str, str]]) -> bytes:
+    """``urllib.parse.urlencode(params)``, encoded; a value made only of characters it would leave
+    alone is not passed through it (an order's ten fields cost ~60 us there, ~5 us here)."""
+    safe = _FORM_SAFE.fullmatch
+    return "&".join(
+        f"{k}={v}" if safe(k) and safe(v) else urllib.parse.urlencode(((k, v),)) for k, v in params
+    ).encode()
 
 
 def _excerpt(raw: bytes) -> str:
