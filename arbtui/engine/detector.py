@@ -93,35 +93,31 @@ class _PairSpec:
 
 
 class _Prefix:
-    """The best levels of one book side, read lazily, remembering how deep an evaluation read.
+    """The best levels of one book side, read lazily, remembering what an evaluation read.
 
-    ``used``: levels ``[0, used)`` were read. ``short``: the evaluation asked for a level past the
-    last one, so its result also depends on the side having exactly ``len(side)`` levels.
+    Levels come from the side's iterator one at a time, best first, and only when a walk asks for
+    them, so ``levels`` is exactly what was read (a walk that stops at the touch reads one level).
+    ``short``: a walk asked for a level past the last one, so the result also depends on the side
+    having exactly ``len(side)`` levels.
     """
 
-    __slots__ = ("side", "levels", "used", "short")
+    __slots__ = ("side", "it", "levels", "short")
 
     def __init__(self, side: BookSide) -> None:
         self.side = side
-        self.levels: list[Level] = side.top(2)
-        self.used = 0
+        self.it = iter(side)
+        self.levels: list[Level] = []
         self.short = False
 
     def at(self, i: int) -> Level | None:
         levels = self.levels
-        if i >= len(levels):
-            n = len(self.side)
-            if i >= n:
+        while len(levels) <= i:
+            level = next(self.it, None)
+            if level is None:
                 self.short = True
-                self.used = max(self.used, n)
                 return None
-            self.levels = levels = self.side.top(max(i + 1, 2 * len(levels)))
-        if i >= self.used:
-            self.used = i + 1
+            levels.append(level)
         return levels[i]
-
-    def read(self) -> list[Level]:
-        return self.levels[: self.used]
 
 
 class _Priced:
@@ -220,9 +216,9 @@ class _Priced:
         self.blocked = blocked
         self.budget1 = budget1
         self.budget2 = budget2
-        self.levels1 = p1.read()
+        self.levels1 = p1.levels
         self.len1 = len(p1.side) if p1.short else -1
-        self.levels2 = p2.read()
+        self.levels2 = p2.levels
         self.len2 = len(p2.side) if p2.short else -1
 
 
@@ -247,8 +243,7 @@ def _walk(prefix: _Prefix, quantity: Decimal, fees: FeeSchedule) -> _Cost:
             if level is None:
                 break
             price, qty = level
-            levels = prefix.levels
-            known = len(levels)
+            known = len(levels)  # at() appended to the same list
         take = qty if qty < remaining else remaining
         notional += price * take
         if no_fee:
@@ -260,8 +255,6 @@ def _walk(prefix: _Prefix, quantity: Decimal, fees: FeeSchedule) -> _Cost:
         remaining -= take
         worst = price
         i += 1
-    if i > prefix.used:
-        prefix.used = i
     return quantity - remaining, notional, fee, worst
 
 

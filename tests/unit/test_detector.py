@@ -447,6 +447,31 @@ def test_an_opportunity_whose_book_side_empties_expires() -> None:
     assert current is None or not current.pays
 
 
+def test_a_better_price_just_past_the_walk_re_prices_the_spread() -> None:
+    """The walk stopped where buying A's 101.0 no longer paid; that level was read without being taken.
+    When it is replaced by 100.7 (the levels taken are untouched), one more unit pays again."""
+    h = case_a()
+    assert h.evaluate(0)[AB].spread.quantity == D("3")
+    ev = h.update("A", X, [], [("101.0", "0"), ("100.7", "5")], ts_ns=10 * MS)[AB]
+    #   unit 3+  buy 100.7 sell 101.2: 101.0988 - 100.8007 - 0.02019 = 0.27791 > 0 (B's 101.2 done at 3.5)
+    #   unit 3.5+ buy 100.7 sell 100.0: < 0
+    assert isinstance(ev, OpportunityUpdated) and ev.spread.quantity == D("3.5")
+    # A change deeper than anything either walk read (A's bids for B>A, A's first three asks for A>B) is
+    # not re-walked at all, and emits nothing.
+    unchanged, walked = h.detector.unchanged, h.detector.evaluations
+    assert h.update("A", X, [], [("101.5", "7")], ts_ns=20 * MS) == {}
+    assert (h.detector.unchanged, h.detector.evaluations) == (unchanged + 2, walked)
+
+
+def test_a_level_added_behind_a_side_the_walk_used_up_re_prices_the_spread() -> None:
+    h = Harness(cross_config())
+    h.snapshot("A", X, A_BIDS, [("100.0", "1")])  # one ask only: the walk runs out of A's book
+    h.snapshot("B", X, B_BIDS, B_ASKS)
+    assert h.evaluate(0)[AB].spread.quantity == D("1")
+    ev = h.update("A", X, [], [("100.2", "1")], ts_ns=10 * MS)[AB]
+    assert isinstance(ev, OpportunityUpdated) and ev.spread.quantity == D("2")
+
+
 # --- (h) stale and crossed books ------------------------------------------------------------------------------
 
 def test_a_stale_book_expires_the_opportunity() -> None:
