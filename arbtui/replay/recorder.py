@@ -38,6 +38,18 @@ class SessionRecorder:
         self.mode = config.mode
         self.venues: dict[str, Venue] = {}
         self.path: Path | None = None
+        self._last_t = 0
+
+    def _write(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` with its ``t`` never before the previous one: a live clock is wall time, which an
+        NTP step can move backwards, and a session's times must not decrease."""
+        assert self._writer is not None
+        t = event["t"]
+        if t < self._last_t:
+            event["t"] = self._last_t
+        else:
+            self._last_t = t
+        self._writer.write(event)
 
     @property
     def active(self) -> bool:
@@ -67,6 +79,7 @@ class SessionRecorder:
             "config": self._config.effective_data(),
         }
         self._writer = SessionWriter(path, header)
+        self._last_t = now
         self.path = path
         for venue in self.venues.values():
             _request_snapshots(venue)
@@ -80,17 +93,17 @@ class SessionRecorder:
     # --- Tap ---------------------------------------------------------------------------------
     def connected(self, venue: str, stream: str, ts_ns: int) -> None:
         if self._writer is not None:
-            self._writer.write({"t": ts_ns, "kind": "connect", "venue": venue, "stream": stream})
+            self._write({"t": ts_ns, "kind": "connect", "venue": venue, "stream": stream})
 
     def frame(self, venue: str, stream: str, raw: str | bytes, ts_ns: int) -> None:
         if self._writer is not None:
             text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-            self._writer.write({"t": ts_ns, "kind": "frame", "venue": venue, "stream": stream, "raw": redact(text)})
+            self._write({"t": ts_ns, "kind": "frame", "venue": venue, "stream": stream, "raw": redact(text)})
 
     # --- orders and actions --------------------------------------------------------------------
     def order(self, venue: str, op: str, body: dict[str, Any]) -> None:
         if self._writer is not None:
-            self._writer.write({"t": self._clock.now_ns(), "kind": "order", "venue": venue, "op": op, **body})
+            self._write({"t": self._clock.now_ns(), "kind": "order", "venue": venue, "op": op, **body})
 
     def reply(self, venue: str, op: str, cid: str, report: OrderReport | None, error: BaseException | None) -> None:
         if self._writer is None:
@@ -104,11 +117,11 @@ class SessionRecorder:
                 "message": redact(str(error)),
                 "retryable": bool(getattr(error, "retryable", False)),
             }
-        self._writer.write(ev)
+        self._write(ev)
 
     def balances(self, venue: str, balances: Mapping[str, Decimal]) -> None:
         if self._writer is not None:
-            self._writer.write(
+            self._write(
                 {
                     "t": self._clock.now_ns(),
                     "kind": "reply",
@@ -120,7 +133,7 @@ class SessionRecorder:
 
     def on_event(self, event: Event) -> None:
         if self._writer is not None and isinstance(event, OperatorAction):
-            self._writer.write(
+            self._write(
                 {
                     "t": event.ts_ns,
                     "kind": "action",

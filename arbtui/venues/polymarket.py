@@ -551,6 +551,7 @@ class OrderHashBook:
             with self.path.open("ab") as fh:
                 fh.write(orjson.dumps(entry) + b"\n")
                 fh.flush()
+                os.fsync(fh.fileno())  # on disk before the POST: a machine crash must not lose a sent order
 
     def signed_timestamp(self, client_order_id: str, version: int) -> int | None:
         """The timestamp a ``version`` order for ``client_order_id`` was signed with (V2), if one was: signing
@@ -560,6 +561,19 @@ class OrderHashBook:
             return None
         ts = e.get("ts_ms")
         return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+    def adopt_venue_id(self, client_order_id: str, venue_id: str) -> None:
+        """The venue named the order differently from the signed hash: status queries must use its id."""
+        entry = self._entries.get(client_order_id)
+        if entry is None or entry.get("hash") == venue_id:
+            return
+        entry = {**entry, "hash": venue_id}
+        self._entries[client_order_id] = entry
+        if self.path is not None:
+            with self.path.open("ab") as fh:
+                fh.write(orjson.dumps(entry) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def recall(self, venue: str, client_order_id: str) -> _Order | None:
         e = self._entries.get(client_order_id)
@@ -791,7 +805,30 @@ class PolymarketTrader:
             version = now
             order.sent, order.order_id = False, None
         self._apply_reply(order, status, payload)
+        if request.time_in_force is not TimeInForce.GTC and not order.status.is_final:
+            await self._settle_taker(order)
         return self._report(order)
+
+    async def _settle_taker(self, order: _Order) -> None:
+        """An FAK/FOK the venue left "live", "delayed" or "unmatched": ask until it is final. A reply to
+        an IOC must be final (the Venue contract); if the venue cannot say yet, the outcome is unknown,
+        which the executor resolves by querying and cancelling (never by assuming nothing filled)."""
+        delay_ns = 50_000_000
+        for _ in range(5):
+            await self._clock.sleep(delay_ns)
+            delay_ns *= 2
+            try:
+                await self._refresh(order)
+            except UnknownOrder:
+                continue  # not visible yet
+            if order.status.is_final:
+                return
+        raise VenueError(
+            self._venue,
+            f"order {order.request.client_order_id} ({order.order_id}) is not final after the venue's reply "
+            f"({order.reason}); its outcome is unknown",
+            retryable=True,
+        )
 
     async def _sign(
         self, request: OrderRequest, token: str, version: int, maker_amount: int, taker_amount: int
@@ -976,8 +1013,15 @@ class PolymarketTrader:
             message = str(payload.get("errorMsg") or payload.get("error") or "")
         elif payload:
             message = str(payload)
-        if not ok or message:
+        matched = isinstance(payload, dict) and (
+            _amount(payload.get("makingAmount")) > 0 or _amount(payload.get("takingAmount")) > 0
+        )
+        if not ok and not matched:
             text = redact(message or f"HTTP {status}")
+            if status in (408, 409) or not 400 <= status < 500:
+                # A timeout or conflict (or an unexpected status) does not say the order was refused:
+                # its outcome is unknown, and only the venue can tell (order_status).
+                raise VenueError(self._venue, f"POST /order answered {status}: {text}", retryable=True)
             if ORDER_VERSION_MISMATCH in text:
                 self.order_version = None  # read again before the next order
             if any(k in text.lower() for k in _KILLED) and req.time_in_force is not TimeInForce.GTC:
@@ -985,10 +1029,15 @@ class PolymarketTrader:
             else:
                 order.status, order.reason = OrderStatus.REJECTED, text
             return
+        if not isinstance(payload, dict):
+            raise VenueError(self._venue, f"POST /order answered {status} without a body", retryable=True)
+        if message:  # success with a message, or amounts matched despite success: false: trust the amounts
+            log.warning("%s: order %s: %s", self._venue, req.client_order_id, redact(message))
         venue_id = payload.get("orderID")
         if isinstance(venue_id, str) and venue_id and venue_id.lower() != (order.order_id or "").lower():
             log.warning("%s: order %s: venue id %s is not the signed hash", self._venue, req.client_order_id, venue_id)
             order.order_id = venue_id
+            self._hash_book.adopt_venue_id(req.client_order_id, venue_id)  # a restart's status queries use it
         making, taking = _amount(payload.get("makingAmount")), _amount(payload.get("takingAmount"))
         shares, usdc = (taking, making) if req.side is Side.BUY else (making, taking)
         if shares > order.taker[0]:
@@ -1019,6 +1068,12 @@ class PolymarketTrader:
             matched = Decimal(str(payload.get("size_matched") or "0"))
         except InvalidOperation:
             raise VenueError(self._venue, f"unreadable size_matched {payload.get('size_matched')!r}") from None
+        if matched > order.request.quantity:
+            raise VenueError(
+                self._venue,
+                f"order {order.order_id}: the venue reports {matched} matched of {order.request.quantity} "
+                "ordered (a unit mismatch?); not applied",
+            )
         if matched > order.filled:
             trades = payload.get("associate_trades") or []
             await self._catch_up(order, matched, trades if isinstance(trades, list) else [])

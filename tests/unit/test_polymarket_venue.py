@@ -828,3 +828,86 @@ async def test_the_trader_reports_unlisted_markets_and_unstarted_use_as_rejectio
         assert fine.status is OrderStatus.REJECTED and fine.reason is not None and "2 decimals" in fine.reason
     finally:
         await trader.close()
+
+
+def _scripted(venue: LiveVenue, replies: dict[tuple[str, str], list[tuple[int, object]]]) -> list[str]:
+    """Answer the trader's POST /order and GET /data/order from ``replies`` (in turn); the rest goes to the
+    loopback. Returns the log of scripted requests."""
+    trader = venue.trader
+    real = trader._request  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    async def request(method: str, path: str, **kw: object) -> tuple[int, object]:
+        key = (method, "/data/order" if path.startswith("/data/order/") else path)
+        if key in replies and replies[key]:
+            seen.append(f"{method} {path}")
+            return replies[key].pop(0) if len(replies[key]) > 1 else replies[key][0]
+        return await real(method, path, **kw)  # type: ignore[no-any-return]
+
+    trader._request = request  # type: ignore[attr-defined]
+    return seen
+
+
+async def test_a_success_with_an_error_message_keeps_its_fill(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        reply = {"success": True, "errorMsg": "something odd", "status": "matched", "orderID": "",
+                 "makingAmount": str(ask * 10), "takingAmount": "10"}
+        _scripted(venue, {("POST", "/order"): [(200, reply)]})
+        report = await venue.place_order(buy("msg-1", D(10), ask))
+        assert report.status is OrderStatus.FILLED and report.filled_quantity == 10  # not REJECTED
+    finally:
+        await venue.close()
+
+
+async def test_a_408_or_a_conflict_is_an_unknown_outcome_not_a_rejection(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        for n, status in enumerate((408, 409)):
+            _scripted(venue, {("POST", "/order"): [(status, {"error": "request timeout"})]})
+            with pytest.raises(VenueError) as err:
+                await venue.place_order(buy(f"amb-{n}", D(5), ask))
+            assert err.value.retryable
+    finally:
+        await venue.close()
+
+
+async def test_a_delayed_fak_is_asked_until_final(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        delayed = {"success": True, "errorMsg": "", "status": "delayed", "orderID": "",
+                   "makingAmount": "0", "takingAmount": "0"}
+        done = {"status": "CANCELED", "size_matched": "0", "original_size": "5", "associate_trades": []}
+        seen = _scripted(venue, {("POST", "/order"): [(200, delayed)], ("GET", "/data/order"): [(200, done)]})
+        report = await venue.place_order(buy("delay-1", D(5), ask))
+        assert report.status.is_final and report.filled_quantity == 0
+        assert any(s.startswith("GET /data/order/") for s in seen)  # the venue was asked, not assumed
+        still = {"status": "LIVE", "size_matched": "0", "original_size": "5", "associate_trades": []}
+        _scripted(venue, {("POST", "/order"): [(200, delayed)], ("GET", "/data/order"): [(200, still)]})
+        with pytest.raises(VenueError) as err:  # never final: unknown, for the executor to resolve
+            await venue.place_order(buy("delay-2", D(5), ask))
+        assert err.value.retryable
+    finally:
+        await venue.close()
+
+
+async def test_more_matched_than_ordered_is_an_error_not_a_fill(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        server.lose_replies(1)
+        placing = asyncio.ensure_future(venue.place_order(buy("units-1", D(5), ask)))
+        await until(lambda: server.replies_lost == 1, "the order executed without a reply")
+        placing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await placing
+        fixed_point = {"status": "MATCHED", "size_matched": "5000000", "original_size": "5000000",
+                       "associate_trades": []}
+        _scripted(venue, {("GET", "/data/order"): [(200, fixed_point)]})
+        with pytest.raises(VenueError, match="5000000 matched of 5 ordered"):
+            await venue.order_status("units-1")
+    finally:
+        await venue.close()

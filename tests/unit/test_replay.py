@@ -168,3 +168,18 @@ def test_cli_replay_prints_one_json_summary(capsys: pytest.CaptureFixture[str]) 
     summary = orjson.loads(capsys.readouterr().out)
     assert summary["pairs"] == {"total": 11, "by_state": {"completed": 6, "unwound": 5}}
     assert summary["pnl"] == "152.14"
+
+
+async def test_a_clock_stepping_back_never_makes_a_session_go_back_in_time(tmp_path: Path) -> None:
+    from arbtui.replay.recorder import SessionRecorder
+
+    clock = ManualClock(START)
+    recorder = SessionRecorder(default_config(), clock)
+    path = tmp_path / "ntp.jsonl"
+    recorder.start(path)
+    recorder.frame("kraken", "market", '{"m":"BTC-USD"}', START + 5_000)
+    recorder.frame("kraken", "market", '{"m":"BTC-USD"}', START + 1_000)  # the wall clock stepped back
+    recorder.frame("kraken", "market", '{"m":"BTC-USD"}', START + 9_000)
+    recorder.stop()
+    times = [ev["t"] for _, ev in SessionReader(path)]
+    assert times == [START + 5_000, START + 5_000, START + 9_000]
