@@ -1,7 +1,15 @@
-"""Detector cost per book update, on the demo market.
+"""Detector cost per spread evaluation, on the demo market, against the old detector.
 
-Runs the seeded demo for 30 s of simulated time (manual clock), then replays the detector's
-``on_book`` for every (venue, market) book, many times, and prints microseconds per call.
+Runs the seeded demo for 16 s of simulated time (manual clock; an ETH-USD spread pays then), then, for
+every spread, times one evaluation three ways on the same books, balances and volatility:
+
+- ``old``: the detector before the hot-path work (``tests/detector_reference.py``, kept as the tests'
+  oracle), which re-walks both books on every evaluation;
+- ``walk``: the current detector with its memory of the last evaluation cleared, so it walks;
+- ``unchanged``: the current detector when nothing it read has changed (what most updates cost).
+
+Times are this thread's CPU time, the best of many repeats (the machine may be shared), in microseconds.
+The end-to-end figure, from a frame's arrival to the event, is ``benchmarks/frame_to_opportunity.py``.
 
     python benchmarks/detector_bench.py
 """
@@ -9,40 +17,59 @@ Runs the seeded demo for 30 s of simulated time (manual clock), then replays the
 from __future__ import annotations
 
 import asyncio
-import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_S, ManualClock
 from arbtui.engine.builder import build_engine
+from arbtui.engine.detector import _Priced
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests package, for the old detector
+from tests.detector_reference import ReferenceDetector  # noqa: E402
+
+
+def best_us(fn: Callable[[], object], n: int = 200, repeats: int = 40) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.thread_time_ns()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.thread_time_ns() - t) / n / 1000)
+    return best
 
 
 async def main() -> None:
     clock = ManualClock(1_795_617_000 * NS_PER_S)
-    engine, _ = build_engine(default_config(), clock)
+    config = default_config()
+    engine, _ = build_engine(config, clock)
     await engine.start()
-    t0 = time.perf_counter()
-    await clock.advance(30 * NS_PER_S)
-    sim_wall = time.perf_counter() - t0
-    updates = engine.book_updates
-    books = [(v, lst.market) for v, venue in engine.venues.items() for lst in venue.listings]
-    samples: list[float] = []
+    await clock.advance(16 * NS_PER_S)
     now = clock.now_ns()
-    for _ in range(20):
-        t = time.perf_counter()
-        n = 0
-        for _ in range(250):
-            for venue, market in books:
-                book = engine.book(venue, market)
-                assert book is not None
-                engine.detector.on_book(venue, market, book, now)
-                n += 1
-        samples.append((time.perf_counter() - t) / n * 1e6)
+    detector = engine.detector
+    fees = {name: venue.fees(venue.listings[0].market) for name, venue in engine.venues.items()}
+    old = ReferenceDetector(config, engine.instruments, fees, engine.book, engine.free_balance)
+    old._vol = detector._vol  # the same volatility estimates
+    old.evaluate_all(now)
+    print(f"{'spread':40s} {'pays':>5s} {'old':>8s} {'walk':>8s} {'unchanged':>10s}   (us per evaluation)")
+    for spec in detector._specs:
+        priced = detector._priced[spec.key]
+        old_spec = next(s for s in old._specs if s.key == spec.key)
+
+        def walk(priced: _Priced = priced) -> None:
+            priced.valid = False  # forget the last evaluation: the next one walks
+            detector._evaluate(priced, now)
+
+        t_old = best_us(lambda spec=old_spec: old._evaluate(spec, now))
+        t_walk = best_us(walk)
+        detector._evaluate(priced, now)
+        t_same = best_us(lambda priced=priced: detector._evaluate(priced, now))
+        spread = detector.spread(spec.key)
+        pays = "yes" if spread is not None and spread.pays else "no"
+        print(f"{spec.key:40s} {pays:>5s} {t_old:8.1f} {t_walk:8.1f} {t_same:10.1f}")
     await engine.stop()
-    print(f"demo: {updates} book updates in 30 s of simulated time, simulated in {sim_wall:.2f} s wall "
-          f"({updates / sim_wall:,.0f} updates/s including the simulated venues and the detector)")
-    print(f"detector.on_book: median {statistics.median(samples):.1f} us, "
-          f"best {min(samples):.1f} us per book update (re-prices the 1-2 spreads that use the book)")
 
 
 if __name__ == "__main__":

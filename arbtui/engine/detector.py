@@ -29,8 +29,11 @@ a second):
   walk stops where one more unit no longer pays, so a spread that does not pay reads one level);
 - it remembers what it read (those levels, the slippage, the blocked state, both balances): when
   none of that changed since the last evaluation, neither can the result, and the evaluation stops
-  there. A frame that moved a level deeper than the walk went costs a comparison, not a walk;
-- the per-unit cost of a level after the taker fee is computed once per price and kept;
+  there. A frame that moved a level deeper than the walk went costs a comparison, not a walk, and a
+  book whose identity and ``sequence`` (the count of changes applied to it) are the ones last seen
+  is not compared at all;
+- the per-unit cost of a level after the taker fee is computed once per price and kept; the
+  volatility estimate is only fed a quote whose best bid or ask moved (the same mid changes nothing);
 - the arithmetic itself is unchanged, operation for operation, so the figures are the same Decimals
   (values and representations) as before: ``tests/detector_reference.py`` is the old detector, and
   the tests run both side by side.
@@ -566,12 +569,29 @@ class Detector:
         pnl = gross - fees - slippage
         net_bps = _bps(pnl, cost)
         pays = not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl and net_bps >= self._cfg.min_net_edge_bps
-        legs = (
-            LegPlan(first.venue, first.listing.market, first.side, quantity, notional1 / quantity, worst1, fee1),
-            LegPlan(second.venue, second.listing.market, second.side, quantity, notional2 / quantity, worst2, fee2),
-        )
+        vwap1, vwap2 = notional1 / quantity, notional2 / quantity
         prev = self._current.get(spec.key)
-        same = prev is not None and prev.legs == legs and prev.expected_pnl == pnl
+        # ``prev.legs == legs and prev.expected_pnl == pnl`` field by field (a spread's legs keep their venue,
+        # market and side), without building the legs when nothing changed.
+        same = False
+        if prev is not None and prev.expected_pnl == pnl:
+            leg1, leg2 = prev.legs
+            same = (
+                leg1.quantity == quantity
+                and leg1.vwap == vwap1
+                and leg1.limit_price == worst1
+                and leg1.fee == fee1
+                and leg2.quantity == quantity
+                and leg2.vwap == vwap2
+                and leg2.limit_price == worst2
+                and leg2.fee == fee2
+            )
+        if same and pays == (prev is not None and prev.opportunity_id is not None):
+            return None  # the same figures, paying (or not) as before: nothing to say
+        legs = (
+            LegPlan(first.venue, first.listing.market, first.side, quantity, vwap1, worst1, fee1),
+            LegPlan(second.venue, second.listing.market, second.side, quantity, vwap2, worst2, fee2),
+        )
         if pays:
             if prev is not None and prev.opportunity_id is not None:
                 if same:

@@ -13,8 +13,11 @@ turn of the event loop (its first update schedules ``loop.call_soon`` to close i
 :class:`~arbtui.domain.clock.ManualClock`, one instant as well: time moves on a manual clock only
 between turns (``advance`` drains the loop first) or from a synchronous driver (a replay's ``set``),
 and either way the window closes before a later update is priced. Sparse updates therefore pay no
-latency at all, a burst read from one socket costs at most two pricings per market, and a replay
-prices the same books at the same times as the run it recorded.
+latency at all; a burst costs each market one pricing per venue that sent it updates plus one when
+the window closes, however long the burst; and a replay prices the same books at the same times as
+the run it recorded (a simulated run never sends one venue's market twice at one instant, so nothing
+is deferred there; a live run's frames each have their own instant, so a replay of it prices every
+frame, which the live run may have coalesced).
 """
 
 from __future__ import annotations
