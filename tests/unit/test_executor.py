@@ -14,6 +14,7 @@ exposure left (``PairView.exposure``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -1271,3 +1272,307 @@ def test_exposure_limits_count_both_legs_of_a_pair() -> None:
     # Each leg alone (100, 101) is under 150; together (201) they are not.
     assert check("150") == "EXPOSURE_MARKET"
     assert check("201") is None
+
+
+# --- 15. the launch path: legs, journal order, GC, the risk state's open pairs -----------------------
+
+
+class OrderLog(DelegatingVenue):
+    """Logs, in one list shared by every venue, when an order is handed over and when its answer
+    comes back, with whether the cyclic GC was enabled at that moment."""
+
+    def __init__(self, inner: SimulatedVenue, log: list[tuple[str, str, bool]]) -> None:
+        super().__init__(inner)
+        self.log = log
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        self.log.append(("handed", request.client_order_id, gc.isenabled()))
+        report = await super().place_order(request)
+        self.log.append(("answered", request.client_order_id, gc.isenabled()))
+        return report
+
+
+def logged(log: list[tuple[str, str, bool]]) -> Callable[[SimulatedVenue], Venue]:
+    return lambda v: OrderLog(v, log)
+
+
+def log_journal_writes(run: Run, log: list[tuple[str, str, bool]]) -> None:
+    """Each journal write, logged in ``log`` as it is asked for (before it runs on the journal's thread)."""
+    journal = run.engine.journal
+    for name in ("record_intent", "record_pair", "record_leg", "record_fills", "record_action"):
+        original = getattr(journal, name)
+
+        def wrapper(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            target = args[2] if _name == "record_action" else ""
+            log.append((_name, target, gc.isenabled()))
+            return _original(*args)
+
+        setattr(journal, name, wrapper)
+
+
+def between(log: list[tuple[str, str, bool]], first: int, last: int) -> list[str]:
+    return [name for name, _, _ in log[first + 1 : last]]
+
+
+async def test_parallel_legs_are_both_handed_over_before_either_answers(start: Starter) -> None:
+    log: list[tuple[str, str, bool]] = []
+    run = await start(wrap={"kraken": logged(log), "coinbase": logged(log)})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    assert run.engine.executor._ex.legs == "parallel"  # the default
+    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    assert view.state is PairState.COMPLETED
+    first, second = (leg.client_order_id for leg in entries(view))
+    assert [(e, cid) for e, cid, _ in log][:2] == [("handed", first), ("handed", second)]
+    assert {e for e, _, _ in log[2:]} == {"answered"}
+    await check_journal(run, view)
+
+
+async def test_sequential_legs_send_the_second_only_after_the_first_answers(start: Starter) -> None:
+    log: list[tuple[str, str, bool]] = []
+    cfg = quiet_config(execution={"legs": "sequential"})
+    run = await start(cfg, wrap={"kraken": logged(log), "coinbase": logged(log)})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    pid = run.engine.confirm(spread.opportunity_id)
+    view = await run.settle(pid)
+
+    assert view.state is PairState.COMPLETED
+    assert [leg.state for leg in view.legs] == [LegState.FILLED, LegState.FILLED]
+    first, second = (leg.client_order_id for leg in entries(view))
+    assert [(e, cid) for e, cid, _ in log] == [
+        ("handed", first),
+        ("answered", first),
+        ("handed", second),
+        ("answered", second),
+    ]
+    legs = entries(view)
+    assert legs[0].answered_ns is not None and legs[1].sent_ns is not None
+    assert legs[1].sent_ns >= legs[0].answered_ns
+    await check_journal(run, view)
+    await check_realized(run, view)
+
+
+async def test_sequential_legs_still_send_the_second_after_a_rejection_and_unwind(start: Starter) -> None:
+    log: list[tuple[str, str, bool]] = []
+    cfg = quiet_config(execution={"legs": "sequential"})
+    run = await start(cfg, wrap={"kraken": logged(log), "coinbase": logged(log)})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    run.faults(spread.legs[0].venue, REJECT)
+    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+
+    assert view.state is PairState.UNWOUND
+    first, second = entries(view)
+    assert first.state is LegState.REJECTED and second.state is LegState.FILLED
+    order = [(e, cid) for e, cid, _ in log]
+    assert order.index(("handed", second.client_order_id)) > order.index(("answered", first.client_order_id))
+    assert sum(leg.filled for leg in unwinds(view)) == second.filled
+    assert view.exposure == ()
+    await check_journal(run, view)
+
+
+async def test_the_intent_is_the_only_journal_write_between_confirm_and_the_legs(start: Starter) -> None:
+    log: list[tuple[str, str, bool]] = []
+    run = await start(wrap={"kraken": logged(log), "coinbase": logged(log)})
+    log_journal_writes(run, log)
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    del log[:]
+    pid = run.engine.confirm(spread.opportunity_id)
+    assert log == []  # confirm itself queues no journal write (the intent is written by the pair's task)
+    view = await run.settle(pid)
+    assert view.state is PairState.COMPLETED
+
+    names = [name for name, _, _ in log]
+    assert names[0] == "record_intent"
+    handed = [i for i, (name, _, _) in enumerate(log) if name == "handed"]
+    assert len(handed) == 2
+    assert between(log, 0, handed[-1]) == ["handed"]  # nothing else queued before both legs are out
+    confirm_write = names.index("record_action")
+    assert log[confirm_write][1] == spread.opportunity_id and confirm_write > handed[-1]
+    # The operator's confirm is still journaled, and first among the actions.
+    await check_journal(run, view)
+    assert await actions(run) == [("confirm", spread.opportunity_id, "")]
+
+
+async def test_actions_taken_while_a_pair_launches_are_journaled_in_order(start: Starter) -> None:
+    run = await start()
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    pid = run.engine.confirm(spread.opportunity_id)
+    run.engine.executor.set_armed(True)  # before the pair's intent is even written
+    run.engine.executor.set_armed(False)
+    view = await run.settle(pid)
+    assert view.state is PairState.COMPLETED
+    await run.clock.advance(MARKET_STEP_NS)
+    assert [a for a, _, _ in await actions(run)] == ["confirm", "arm", "disarm"]
+
+
+async def test_gc_is_held_off_while_legs_launch_and_back_on_after(start: Starter) -> None:
+    log: list[tuple[str, str, bool]] = []
+    run = await start(wrap={"kraken": logged(log), "coinbase": logged(log)})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    assert gc.isenabled()
+    pid = run.engine.confirm(spread.opportunity_id)
+    assert not gc.isenabled()  # from confirm ...
+    view = await run.settle(pid)
+    assert view.state is PairState.COMPLETED
+    assert [enabled for e, _, enabled in log if e == "handed"] == [False, False]  # ... through the hand-over
+    assert [enabled for e, _, enabled in log if e == "answered"] == [True, True]  # ... and no longer
+    assert gc.isenabled()
+
+
+async def test_gc_comes_back_on_whichever_way_a_launch_ends(start: Starter) -> None:
+    run = await start()
+    # Aborted before dispatch.
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    pid = run.engine.confirm(spread.opportunity_id)
+    run.engine.abort(pid)
+    assert (await run.settle(pid)).state is PairState.ABORTED
+    assert gc.isenabled()
+
+    # The journal refuses the intent: nothing is sent.
+    original = run.engine.journal.record_intent
+
+    async def refuse(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    run.engine.journal.record_intent = refuse  # type: ignore[method-assign]
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    assert view.state is PairState.ABORTED and "journal refused" in (view.reason or "")
+    assert gc.isenabled()
+    run.engine.journal.record_intent = original  # type: ignore[method-assign]
+
+    # GC already off (the caller's choice): left off.
+    gc.disable()
+    try:
+        spread = await run.paying()
+        assert spread.opportunity_id is not None
+        assert (await run.settle(run.engine.confirm(spread.opportunity_id))).state is PairState.COMPLETED
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    # The engine stops while a pair is launching.
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    run.engine.confirm(spread.opportunity_id)
+    assert not gc.isenabled()
+    await run.stop()
+    assert gc.isenabled()
+
+
+def reference_risk_state(executor: Any) -> RiskState:
+    """The risk state computed the way it was before open pairs were indexed: over every pair."""
+    reserved: dict[tuple[str, str], Decimal] = {}
+    by_venue: dict[str, Decimal] = {}
+    by_market: dict[str, Decimal] = {}
+    in_flight = 0
+    now = executor._clock.now_ns()
+    day = now // (86_400 * NS_PER_S)
+    earlier_day, earlier = executor._earlier_realized
+    realized = earlier if earlier_day // (86_400 * NS_PER_S) == day else D(0)
+    blocked = set(executor._blocked_from_journal.values())
+    for pair in executor.pairs.values():
+        if pair.created_ns // (86_400 * NS_PER_S) == day and pair.realized_pnl is not None:
+            realized += pair.realized_pnl
+        if pair.state is PairState.BROKEN and not pair.resolved:
+            blocked.add(pair.spread.group)
+            for e in pair.exposure:
+                price = next(
+                    (leg.request.limit_price for leg in pair.entries
+                     if leg.request.venue == e.venue and leg.request.market == e.market),
+                    D(0),
+                )
+                by_venue[e.venue] = by_venue.get(e.venue, D(0)) + e.quantity * price
+                by_market[e.market] = by_market.get(e.market, D(0)) + e.quantity * price
+        if pair.state.is_terminal:
+            continue
+        in_flight += 1
+        for leg in pair.entries:
+            r = leg.request
+            notional = r.quantity * r.limit_price
+            by_venue[r.venue] = by_venue.get(r.venue, D(0)) + notional
+            by_market[r.market] = by_market.get(r.market, D(0)) + notional
+            base, quote = executor._assets(r.market)
+            key = (r.venue, quote) if r.side is Side.BUY else (r.venue, base)
+            fee = executor._fees(r.venue).fee(r.limit_price, r.quantity)
+            amount = notional + fee if r.side is Side.BUY else r.quantity
+            reserved[key] = reserved.get(key, D(0)) + amount
+    return RiskState(
+        now,
+        executor.halted,
+        frozenset(blocked),
+        frozenset(v for v, b in executor.breakers.items() if b.tripped),
+        reserved,
+        by_venue,
+        by_market,
+        in_flight,
+        realized,
+        frozenset(p.spread.key for p in executor.pairs.values() if not p.state.is_terminal),
+    )
+
+
+async def test_the_risk_state_over_open_pairs_equals_the_one_over_every_pair(start: Starter) -> None:
+    dimmable: dict[str, DimmableVenue] = {}
+
+    def dim(v: SimulatedVenue) -> Venue:
+        dimmable[v.name] = DimmableVenue(v)
+        return dimmable[v.name]
+
+    run = await start(default_config(), wrap={"kraken": dim})  # the demo's fault rates: every outcome
+    executor = run.engine.executor
+    checks = 0
+
+    def same() -> None:
+        nonlocal checks
+        assert executor._risk_state() == reference_risk_state(executor)
+        checks += 1
+
+    run.engine.set_armed(True)
+    for _ in range(15 * NS_PER_S // STEP_NS):
+        await run.clock.advance(STEP_NS)
+        same()
+    run.engine.set_armed(False)
+    await run.run_until(lambda: not executor.in_flight(), limit_s=60)
+    same()
+    states = {p.state for p in executor.pairs.values()}
+    assert len(executor.pairs) >= 5 and PairState.COMPLETED in states
+
+    # A BROKEN pair (kraken goes dark mid-pair): blocked and exposed until resolved, then swept.
+    spread = await run.paying(group=None, venue="kraken", limit_s=300)
+    assert spread.opportunity_id is not None
+    dimmable["kraken"].dark = True
+    pid = run.engine.confirm(spread.opportunity_id)
+    await run.run_until(lambda: executor.pairs[pid].state.is_terminal, limit_s=120)
+    assert executor.pairs[pid].state is PairState.BROKEN
+    same()
+    assert run.engine.executor.resolve(pid, "checked by hand")
+    same()
+
+    # The next day: yesterday's realized PnL no longer counts, on either side.
+    run.clock.set(run.clock.now_ns() + 86_400 * NS_PER_S)
+    same()
+    assert executor._risk_state().realized_today == 0
+    assert checks > 100
+
+
+@pytest.mark.parametrize("legs", ["parallel", "sequential"])
+def test_execution_legs_option(legs: str) -> None:
+    import copy
+
+    from arbtui.config import ConfigError, default_config_data, parse_config
+
+    assert default_config().execution.legs == "parallel"
+    data = copy.deepcopy(default_config_data())
+    data["execution"]["legs"] = legs
+    assert parse_config(data, "t.toml").execution.legs == legs
+    data["execution"]["legs"] = "both"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "t.toml")
+    assert any("execution.legs" in p and "'sequential'" in p for p in info.value.problems)
