@@ -30,6 +30,7 @@ from arbtui.ui.shapes import shape_of, swap_in
 
 SIZE_PLACES_MAX = 4
 MIN_WIDTH = 12
+WAITING = "waiting for the first snapshot"
 
 # One line of the ladder: (text, Rich style) chunks, drawn left to right.
 Line = tuple[tuple[str, str], ...]
@@ -62,8 +63,16 @@ class BookLadderView(Widget):
         self._relayout()
 
     def content_text(self) -> Text:
-        """Every line of the ladder as one Text (what the operator reads)."""
-        return Text("\n").join(self._line_text(line) for line in self._lines)
+        """The ladder as one Text (what the operator reads): its lines are drawn as Textual draws this."""
+        if self._waiting:
+            return Text(WAITING, style="dim")  # wraps when the ladder is narrow
+        text = Text(no_wrap=True, overflow="crop")
+        for y, line in enumerate(self._lines):
+            if y:
+                text.append("\n")
+            for chunk, style in line:
+                text.append(chunk, style=style)
+        return text
 
     # --- layout -------------------------------------------------------------------------------
     def _relayout(self) -> None:
@@ -88,7 +97,7 @@ class BookLadderView(Widget):
     def _layout(self, width: int) -> list[Line]:
         ladder, best_bid, best_ask = self._shown if self._shown is not None else (None, None, None)
         if ladder is None:
-            return [(("waiting for the first snapshot", "dim"),)]
+            return []  # drawn from content_text() by render_line: the message wraps when narrow
         return self._ladder_lines(ladder, best_bid, best_ask, width)
 
     def _ladder_lines(
@@ -155,8 +164,19 @@ class BookLadderView(Widget):
         return text
 
     # --- Textual hooks ------------------------------------------------------------------------
+    @property
+    def _waiting(self) -> bool:
+        return self._shown is None or self._shown[0] is None
+
     def render_line(self, y: int) -> Strip:
         strip = self._strips.get(y)
+        if strip is None and self._waiting:
+            width, height = self.size
+            visual = visualize(self, self.content_text(), markup=False)
+            self._strips = dict(enumerate(Visual.to_strips(self, visual, width, height, self.visual_style)))
+            strip = self._strips.get(y)
+            if strip is None:
+                return Strip.blank(width, self.visual_style.rich_style)
         if strip is None:
             width = self._width  # the content width the lines were laid out at
             if y >= len(self._lines):

@@ -9,7 +9,7 @@ from rich.segment import Segment
 from rich.text import Text
 from textual.strip import Strip
 from textual.visual import Visual, visualize
-from textual.widgets import Static
+from textual.widget import Widget
 
 from arbtui.domain.clock import NS_PER_MS
 from arbtui.domain.events import VenueStatus
@@ -35,12 +35,15 @@ _MODE_STYLE = {
 }
 
 
-class StatusHeader(Static):
+class StatusHeader(Widget):
     """One line; redrawn by the flush when its text changes.
 
     The clock and the feed rates change it on every refresh, always in the same places: the line
     is rendered once per shape (:mod:`arbtui.ui.shapes`) and the new characters swapped in.
     """
+
+    def render(self) -> Text:
+        return self._last_text if self._last_text is not None else Text()
 
     _last_plain = ""
     _last_spans: list[object] = []
@@ -106,4 +109,4 @@ class StatusHeader(Static):
         if text.plain != self._last_plain or text.spans != self._last_spans:
             self._last_plain, self._last_spans = text.plain, list(text.spans)
             self._last_text = text
-            self.update(text, layout=False)  # one line, always: no re-layout of the screen
+            self.refresh()  # one line, always: no re-layout of the screen
