@@ -175,7 +175,7 @@ class KrakenBookStream:
                 {"symbol": SYMBOL, "bids": self._wire(bids), "asks": self._wire(asks), "checksum": self._checksum()}
             ],
         }
-        return orjson.dumps(doc)
+        return _compact(orjson.dumps(doc))
 
     def update(self) -> bytes:
         """The next update frame (at least one level changes)."""
@@ -214,7 +214,13 @@ class KrakenBookStream:
                 }
             ],
         }
-        return orjson.dumps(doc)
+        return _compact(orjson.dumps(doc))
+
+
+def _compact(raw: bytes) -> bytes:
+    """A tight copy: orjson's output keeps the allocation it grew into (about 4 KB resident per frame
+    here), which would make a stream held in memory look far larger than its bytes."""
+    return bytes(bytearray(raw))
 
 
 def generate(frames: int, seed: int = 7, *, reference_every: int = 0) -> tuple[list[bytes], KrakenBookStream]:

@@ -318,19 +318,27 @@ class ReplayPlayer:
         return self.summary()
 
     async def _play(self) -> None:
+        """Every event at its time. The per-event path (a frame at max speed) is kept to a few
+        attribute reads: the console's controls (pause, step, pause_at, speed) are each checked
+        with one comparison, the clock jumps when nothing waits on it before the event, and each
+        venue's feed entry point and counters are looked up once."""
         clock = self.clock
-        venues = self.venues
+        stats = self.stats
+        paused = self.paused
+        executor = self.engine.executor
         link = NullLink()
+        feeds = {name: (v.feed, v.feed.counters) for name, v in self.venues.items()}
         wall_anchor: float | None = None
         t_anchor = 0
         for _, ev in self.reader:
             if self._rebase:
                 self._rebase = False
                 wall_anchor = None
-            if self._pause_at is not None and ev["t"] > self._pause_at:
+            t = ev["t"]
+            if self._pause_at is not None and t > self._pause_at:
                 self._pause_at = None
                 self.paused.clear()
-            if not self.paused.is_set():
+            if not paused.is_set():
                 self._step.clear()
                 wait_step = asyncio.ensure_future(self._step.wait())
                 wait_run = asyncio.ensure_future(self.paused.wait())
@@ -338,30 +346,37 @@ class ReplayPlayer:
                 wait_step.cancel()
                 wait_run.cancel()
                 wall_anchor = None
-            t = ev["t"]
-            if t > clock.now_ns():
+            now = clock.now_ns()
+            if t > now:
                 if self.speed is not None:
                     if wall_anchor is None:
-                        wall_anchor, t_anchor = time.perf_counter(), clock.now_ns()
+                        wall_anchor, t_anchor = time.perf_counter(), now
                     due = wall_anchor + (t - t_anchor) / NS_PER_S / self.speed
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                await self._move_to(t)
-            self.stats.events += 1
+                    now = clock.now_ns()
+                # Nothing waits on the clock before t and no engine task is running, so nothing can
+                # happen in between: jump. Otherwise advance, waking each sleeper at its own time.
+                deadline = clock.next_deadline()
+                if executor.busy or (deadline is not None and deadline <= t):
+                    await clock.advance(t - now)
+                else:
+                    clock.set(t)
+            stats.events += 1
             kind = ev["kind"]
             if kind == "frame":
-                venue = venues.get(ev["venue"])
-                if venue is not None:
-                    self.stats.frames += 1
+                entry = feeds.get(ev["venue"])
+                if entry is not None:
+                    stats.frames += 1
+                    feed, counters = entry
                     raw = ev["raw"]
-                    counters = venue.feed.counters
                     counters.frames += 1
                     counters.bytes += len(raw)
                     counters.last_frame_ns = t
-                    venue.feed.on_frame(raw, t)
+                    feed.on_frame(raw, t)
             elif kind == "connect":
-                venue = venues.get(ev["venue"])
+                venue = self.venues.get(ev["venue"])
                 if venue is not None:
                     venue.feed.on_close()
                     venue.feed.on_open(link)
@@ -369,16 +384,6 @@ class ReplayPlayer:
                 # In file order: an action recorded after a frame at the same time comes after it.
                 self._apply(ev)
                 await clock.advance(0)
-
-    async def _move_to(self, t: int) -> None:
-        clock = self.clock
-        # Fast path: nothing waits on the clock before t and no engine task is running, so nothing
-        # can happen in between: jump. Otherwise advance, waking each sleeper at its own time.
-        deadline = clock.next_deadline()
-        if self.engine.executor.busy or (deadline is not None and deadline <= t):
-            await clock.advance(t - clock.now_ns())
-        else:
-            clock.set(t)
 
     def _apply(self, ev: Mapping[str, Any]) -> None:
         action, target = str(ev.get("action")), str(ev.get("target"))

@@ -139,17 +139,24 @@ class _Source:
             return 1.0
 
     def lines(self) -> Iterator[bytes]:
+        """The file's lines. A plain file is its own line iterator (no generator in between: the
+        replay reads every line through here); :meth:`close` closes it."""
+        if not self._gz:
+            return iter(self._raw)
+        return self._gz_lines()
+
+    def _gz_lines(self) -> Iterator[bytes]:
         try:
-            if self._gz:
-                with gzip.GzipFile(fileobj=self._raw, mode="rb") as fh:
-                    try:
-                        yield from fh
-                    except (EOFError, OSError, zlib.error):
-                        yield b"\x00truncated"  # the reader turns it into an error naming the line
-            else:
-                yield from self._raw
+            with gzip.GzipFile(fileobj=self._raw, mode="rb") as fh:
+                try:
+                    yield from fh
+                except (EOFError, OSError, zlib.error):
+                    yield b"\x00truncated"  # the reader turns it into an error naming the line
         finally:
             self._raw.close()
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class SessionReader:
@@ -182,13 +189,37 @@ class SessionReader:
         return self._source.fraction()
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, event) for every event line, checked (see the class docstring).
+
+        The replay's per-line cost, so the common case is checked inline: a JSON object with an
+        integer ``t`` no earlier than the last one and a ``frame`` with its three strings. Anything
+        else (another kind, or any doubt) goes through :func:`_event`, which accepts it or names
+        what is wrong."""
         path = self.path
         last_t: int | None = None
         n = 1
+        loads = orjson.loads
         try:
             for line in self._lines:
                 n += 1
                 self.lines_read = n
+                try:
+                    ev = loads(line)
+                    t = ev["t"]
+                    if (
+                        ev["kind"] == "frame"
+                        and type(t) is int
+                        and (last_t is None or t >= last_t)
+                        and type(ev["raw"]) is str
+                        and type(ev["venue"]) is str
+                        and type(ev["stream"]) is str
+                    ):
+                        last_t = t
+                        yield n, ev
+                        continue
+                except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+                    pass
+                # Not a well-formed frame: the careful path.
                 if line == b"\x00truncated":
                     raise SessionError(path, n, "the compressed stream ends early (truncated file)")
                 try:
@@ -205,6 +236,8 @@ class SessionReader:
                 yield n, ev
         except OSError as exc:
             raise SessionError(path, n, f"cannot read: {exc}") from None
+        finally:
+            self._source.close()
 
 
 def _header(path: Path, line: bytes) -> SessionHeader:

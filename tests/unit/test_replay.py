@@ -183,3 +183,65 @@ async def test_a_clock_stepping_back_never_makes_a_session_go_back_in_time(tmp_p
     recorder.stop()
     times = [ev["t"] for _, ev in SessionReader(path)]
     assert times == [START + 5_000, START + 5_000, START + 9_000]
+
+
+# --- Kraken-format sessions and the reader's fast path ---------------------------------------------
+
+KRAKEN_STREAM = Path(__file__).parent.parent / "data" / "kraken-v2-book-btcusd-2023-07-30.jsonl"
+
+
+async def test_a_kraken_session_replays_every_frame_through_the_kraken_feed(tmp_path: Path) -> None:
+    """A one-venue Kraken session (paper): every recorded frame goes through KrakenFeed (checksums
+    verified) and the engine's on_book path; the replayed book is the one the frames describe."""
+    from arbtui.bench.replay import write_session
+    from arbtui.domain.book import OrderBook
+    from arbtui.venues.kraken_book import BookFrame, parse_frame
+
+    frames = KRAKEN_STREAM.read_bytes().splitlines()
+    for name in ("k.jsonl", "k.jsonl.gz"):
+        path = tmp_path / name
+        assert write_session(path, frames) == 510
+        player = ReplayPlayer(path)
+        summary = await player.run(stop_at_end=False)
+        assert summary["frames"] == 510
+        assert summary["venues"]["kraken"] == {
+            "frames": 510, "book_updates": 510, "integrity_failures": 0, "resyncs": 0, "malformed": 0
+        }
+        assert player.engine.book_updates == 510
+        ref = OrderBook(depth=10)
+        for i, raw in enumerate(frames):
+            frame = parse_frame(raw)
+            assert isinstance(frame, BookFrame)
+            (ref.apply_snapshot if frame.snapshot else ref.apply_update)(frame.bids, frame.asks, i)
+        book = player.engine.book("kraken", "BTC-USD")
+        assert book is not None
+        assert list(book.bids) == list(ref.bids) and list(book.asks) == list(ref.asks)
+        await player.engine.stop("done")
+
+
+def test_the_reader_fast_path_refuses_what_the_careful_path_refuses(tmp_path: Path) -> None:
+    """Well-formed frames take a shortcut through the reader; anything else must still be named."""
+    header = _sample_lines()[0]
+    good = b'{"t": 10, "kind": "frame", "venue": "kraken", "stream": "market", "raw": "{}"}\n'
+    bad_lines = {
+        b'{"t": true, "kind": "frame", "venue": "kraken", "stream": "market", "raw": "{}"}\n': 'integer "t"',
+        b'{"t": 11, "kind": "frame", "venue": "kraken", "stream": "market", "raw": 5}\n': "strings",
+        b'{"t": 11, "kind": "frame", "venue": "kraken", "raw": "{}"}\n': "strings",
+        b'{"t": 9, "kind": "frame", "venue": "kraken", "stream": "market", "raw": "{}"}\n': "time goes backwards",
+        b'[{"t": 11}]\n': "JSON object",
+        b'{"t": 11.5, "kind": "connect", "venue": "kraken", "stream": "market"}\n': 'integer "t"',
+        b'{"t": 11, "kind": "frame", "venue": "kraken", "stream": "market", "raw": "{}"': "truncated last line",
+    }
+    for i, (bad, message) in enumerate(bad_lines.items()):
+        path = tmp_path / f"s{i}.jsonl"
+        later = [good.replace(b"10", b"12")] if bad.endswith(b"\n") else []  # a cut line can only be the last
+        _write_lines(path, [header, good, bad, *later])
+        with pytest.raises(SessionError, match=rf"s{i}\.jsonl:3: .*{message}"):
+            list(SessionReader(path))
+        if bad.endswith(b"\n"):
+            reader = SessionReader(path, skip_bad=True)
+            assert [n for n, _ in reader] == [2, 4] and reader.skipped == 1
+    path = tmp_path / "ok.jsonl"
+    connect = b'{"t": 10, "kind": "connect", "venue": "kraken", "stream": "market"}\n'
+    _write_lines(path, [header, connect, good, good])
+    assert [(n, ev["kind"]) for n, ev in SessionReader(path)] == [(2, "connect"), (3, "frame"), (4, "frame")]
