@@ -45,6 +45,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from asyncio import selector_events
 from collections.abc import Callable, Iterator
@@ -293,6 +294,42 @@ class Samples:
     states: dict[str, int] = field(default_factory=dict)
     refused: int = 0
     buffered: int = 0
+    load: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ThreadLoad:
+    """How this thread fared over a stretch of wall time: the share it ran on a CPU, and the share it
+    was ready to run but waited for one (the kernel's run-queue delay, ``/proc/.../schedstat``).
+    On a machine whose cores are busy with other work, every microsecond of the path costs more
+    than a microsecond of wall time by about running / (running + waiting)."""
+
+    wall_ns: int
+    cpu_ns: int
+    waited_ns: int | None
+
+    @classmethod
+    def now(cls) -> ThreadLoad:
+        return cls(time.perf_counter_ns(), time.thread_time_ns(), _run_delay_ns())
+
+    def since(self) -> dict[str, float]:
+        later = ThreadLoad.now()
+        wall = max(1, later.wall_ns - self.wall_ns)
+        cpu = later.cpu_ns - self.cpu_ns
+        out = {"engine_thread_on_cpu_pct": round(100 * cpu / wall, 1)}
+        if later.waited_ns is not None and self.waited_ns is not None:
+            waited = later.waited_ns - self.waited_ns
+            out["engine_thread_waiting_for_a_cpu_pct"] = round(100 * waited / wall, 1)
+            out["engine_thread_waiting_share_of_runnable_pct"] = round(100 * waited / max(1, waited + cpu), 1)
+        return out
+
+
+def _run_delay_ns() -> int | None:
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", encoding="ascii") as fh:
+            return int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None  # not Linux, or schedstats off: the figure says less, nothing breaks
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -322,6 +359,7 @@ async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, w
         _widen_kraken_budgets(engine)
         with tap.installed():
             done = 0
+            busy = ThreadLoad.now()  # from the end of the warm-up
             deadline = loop.time() + 30 + pairs * 2.0
             while done < warmup + pairs:
                 if loop.time() > deadline:
@@ -349,6 +387,8 @@ async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, w
                 pair = engine.executor.pairs[pair_id]
                 tap.collect()
                 done += 1
+                if done == warmup:
+                    busy = ThreadLoad.now()
                 if done <= warmup:
                     continue
                 samples.states[pair.state.value] = samples.states.get(pair.state.value, 0) + 1
@@ -368,6 +408,7 @@ async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, w
                         samples.handoff_to_wire_us.setdefault(leg.request.venue, []).append((w - h) / 1000)
                 first = entries[0].request.venue if wire[0] <= wire[1] else entries[1].request.venue
                 samples.first_venue[first] = samples.first_venue.get(first, 0) + 1
+        samples.load = busy.since()
     finally:
         await engine.stop()
     samples.buffered = tap.buffered
@@ -432,6 +473,7 @@ def run(quick: bool, modes: tuple[str | None, ...] = (None, "sequential")) -> Fi
                 f"handoff_to_wire_{venue}_p99_us": _r(percentile(v, 99))
                 for venue, v in sorted(s.handoff_to_wire_us.items())
             },
+            **s.load,
             "first_on_the_wire": s.first_venue,
             "pair_states": s.states,
             "refusals": s.refused,
