@@ -54,7 +54,14 @@ Auth (:class:`CoinbaseSigner`)
     name, iss: "cdp", nbf: now, exp: now + 120, uri: "<METHOD> <host><path>"}`` (no ``uri`` for the
     WebSocket), ES256 for an EC P-256 PEM, EdDSA for an Ed25519 PEM or the base64 of a 32-byte seed
     (or 64-byte seed + public key). ``host`` is the REST URL's host: ``api.coinbase.com`` live,
-    ``127.0.0.1:PORT`` against the loopback server. A fresh token for every request.
+    ``127.0.0.1:PORT`` against the loopback server. A fresh token for every request; the one for
+    the next order create is minted ahead (at start, after each order has gone out, and again while
+    it waits once it is ORDER_JWT_REFRESH_S old), so no signing sits between confirm and the wire.
+
+Warm connection
+    Live, the trader's REST connection is used at least every KEEP_WARM_S (``GET /time``, the public
+    server time, when nothing else went out), and idle connections are kept a minute: an order
+    after a quiet spell does not wait for a TCP and TLS handshake.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ JWT_LIFETIME_S = 120
 # ORDER_JWT_REFRESH_S old, and every token is still used for one request only.
 ORDER_JWT_MAX_AGE_S = 60
 ORDER_JWT_REFRESH_S = 20
+KEEP_WARM_S = 10  # a quiet REST connection is used (GET /time) this often, so an order finds it open
 ISSUER = "cdp"
 
 API = "/api/v3/brokerage"
@@ -114,6 +122,7 @@ FILLS_PATH = f"{API}/orders/historical/fills"
 ORDER_PATH = f"{API}/orders/historical/"  # + order id
 ACCOUNTS_PATH = f"{API}/accounts"
 FEES_PATH = f"{API}/transaction_summary"
+TIME_PATH = f"{API}/time"  # public "Get Server Time": keeps the connection warm
 
 #: The ``order_configuration`` key for each time in force (VENUES.md 3.5: limit IOC is ``sor_limit_ioc``).
 ORDER_CONFIGURATION: dict[TimeInForce, str] = {
@@ -544,6 +553,7 @@ class CoinbaseTrader:
         *,
         rate_per_s: Decimal = Decimal(5),
         request_timeout_s: float = 10.0,
+        keep_warm: bool = True,
     ) -> None:
         self._venue = venue
         self._base = rest_url.rstrip("/")
@@ -559,16 +569,22 @@ class CoinbaseTrader:
         self._orders: dict[str, _Placed] = {}
         self._order_jwt: tuple[str, int] | None = None  # (a JWT for POST /orders, minted at) not used yet
         self._order_jwt_keeper: asyncio.Task[None] | None = None
+        self._keep_warm = keep_warm
+        self._last_reply_ns = 0
         self.requests = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # Idle connections are kept a minute (aiohttp's default is 15 s) and used every
+            # KEEP_WARM_S of quiet (_keep_ready): an order never waits for a TCP and TLS handshake.
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(keepalive_timeout=60)
+            )
         if self._order_jwt_keeper is None:
             self._order_jwt = self._mint_order_jwt()
             self._order_jwt_keeper = asyncio.get_running_loop().create_task(
-                self._keep_order_jwt(), name=f"{self._venue}-order-jwt"
+                self._keep_ready(), name=f"{self._venue}-keep-ready"
             )
             self._order_jwt_keeper.add_done_callback(_log_keeper_failure)
 
@@ -821,13 +837,25 @@ class CoinbaseTrader:
             return spare[0]
         return self._signer.token("POST", self._host, ORDERS_PATH)
 
-    async def _keep_order_jwt(self) -> None:
-        """Keep a fresh order JWT ready while no order is sent (opportunities can be minutes apart)."""
+    async def _keep_ready(self) -> None:
+        """While no order is sent (opportunities can be minutes apart), keep a fresh order JWT and
+        a warm connection: the public server time, asked whenever the REST client was quiet for
+        KEEP_WARM_S (signed anyway: a JWT is harmless there, and the loopback checks every one)."""
         while True:
-            await self._clock.sleep(ORDER_JWT_REFRESH_S * NS // 2)
+            await self._clock.sleep(KEEP_WARM_S * NS)
             spare = self._order_jwt
             if spare is None or self._clock.now_ns() - spare[1] >= ORDER_JWT_REFRESH_S * NS:
                 self._order_jwt = self._mint_order_jwt()
+            session = self._session
+            if not self._keep_warm or session is None or self._clock.now_ns() - self._last_reply_ns < KEEP_WARM_S * NS:
+                continue
+            token = self._signer.token("GET", self._host, TIME_PATH)
+            try:
+                async with session.get(self._base + TIME_PATH, headers={"Authorization": f"Bearer {token}"}) as resp:
+                    await resp.read()
+                self._last_reply_ns = self._clock.now_ns()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("%s: keep-warm request failed: %s", self._venue, exc)
 
     async def _call(
         self,
@@ -861,6 +889,7 @@ class CoinbaseTrader:
                 status = resp.status
                 raw = await resp.read()
                 self._observe_limits(resp.headers)
+            self._last_reply_ns = self._clock.now_ns()
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = redact(str(exc)) or type(exc).__name__
             raise VenueError(self._venue, f"{method} {path}: no reply ({detail})", retryable=True) from None
@@ -984,7 +1013,9 @@ def build_venue(
             vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms
         )
         if signer is not None and real.live_fees:
-            rest = CoinbaseTrader(vc.name, real.rest_url, listings, signer, clock, rate_per_s=real.rate_per_s)
+            rest = CoinbaseTrader(  # only reads fees: no connection to keep warm
+                vc.name, real.rest_url, listings, signer, clock, rate_per_s=real.rate_per_s, keep_warm=False
+            )
             trader = PaperWithLiveFees(paper, rest)
         else:
             trader = paper

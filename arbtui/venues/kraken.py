@@ -46,6 +46,11 @@ Trader (:class:`KrakenTrader`)
     asks ``order_status``); ``EOrder:Unknown order`` -> :class:`UnknownOrder`. A reply that never
     comes is left to the caller's timeout; it is never turned into a rejection.
 
+    On the order path nothing is prepared late that could be prepared early: the HMAC key is
+    decoded once, the form is encoded without ``urlencode`` when no value needs escaping, and, live,
+    the REST connection is used at least every ``keep_warm_s`` (public ``Time``, which needs no key,
+    nonce or rate counter) and kept a minute when idle, so an order never waits for a handshake.
+
     Rate limits (VENUES.md 2.5) are :class:`~arbtui.venues.ratelimit.RateBudget` counters that
     requests wait for: one trading counter per pair (``rate_tier``: AddOrder +1, CancelOrder by the
     order's age via :func:`~arbtui.venues.ratelimit.kraken_cancel_cost`) and the REST call counter for
@@ -61,6 +66,7 @@ an unsubscribe immediately followed by a subscribe (python-kraken-sdk waits 3 s 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -550,6 +556,7 @@ class KrakenTrader:
         status_polls: int = 6,
         status_poll_s: float = 0.05,
         rate_retries: int = 3,
+        keep_warm_s: float | None = 10.0,
     ) -> None:
         if rate_tier not in KRAKEN_TIERS:
             raise ValueError(f"rate_tier must be one of {', '.join(KRAKEN_TIERS)}, got {rate_tier!r}")
@@ -583,17 +590,48 @@ class KrakenTrader:
         }
         self._assets = sorted({a for m in markets.values() for a in (m.base, m.quote)})
         self._pairs = {lst.symbol: rest_pair(lst.symbol) for lst in listings}  # raises early on a bad symbol
+        self._keep_warm_ns = int(keep_warm_s * NS) if keep_warm_s else None
+        self._last_reply_ns = 0
+        self._warmer: asyncio.Task[None] | None = None
         self.requests_sent = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._http_timeout_s))
+            # Idle connections are kept a minute (aiohttp's default is 15 s), and _keep_warm uses
+            # one every keep_warm_s of quiet: an order never waits for a TCP and TLS handshake.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._http_timeout_s),
+                connector=aiohttp.TCPConnector(keepalive_timeout=60),
+            )
+        if self._keep_warm_ns and self._warmer is None:
+            self._warmer = asyncio.get_running_loop().create_task(self._keep_warm(), name=f"{self._venue}-keep-warm")
+            self._warmer.add_done_callback(_log_task_failure)
 
     async def close(self) -> None:
+        warmer, self._warmer = self._warmer, None
+        if warmer is not None:
+            warmer.cancel()
+            await asyncio.gather(warmer, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+    async def _keep_warm(self) -> None:
+        """A public ``Time`` request whenever the REST connection has been quiet for keep_warm_s
+        (no key, no nonce, no private rate counter), so a confirm finds the connection open."""
+        assert self._keep_warm_ns is not None
+        while True:
+            await self._clock.sleep(self._keep_warm_ns)
+            session = self._session
+            if session is None or self._clock.now_ns() - self._last_reply_ns < self._keep_warm_ns:
+                continue
+            try:
+                async with session.get(self._url + "/0/public/Time") as resp:
+                    await resp.read()
+                self._last_reply_ns = self._clock.now_ns()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("%s: keep-warm request failed: %s", self._venue, exc)
 
     def on_book(self, market: str, book: OrderBook) -> None:
         return None  # the venue fills live orders; nothing to do with our copy of the book
@@ -919,6 +957,7 @@ class KrakenTrader:
             async with session.post(self._url + path, data=body, headers=headers) as resp:
                 status = resp.status
                 raw = await resp.read()
+            self._last_reply_ns = self._clock.now_ns()
         except TimeoutError:
             raise VenueError(
                 self._venue, f"{method}: no reply within {self._http_timeout_s:g} s", retryable=True
@@ -955,6 +994,11 @@ def _form(params: list[tuple[str, str]]) -> bytes:
     return "&".join(
         f"{k}={v}" if safe(k) and safe(v) else urllib.parse.urlencode(((k, v),)) for k, v in params
     ).encode()
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
 
 def _excerpt(raw: bytes) -> str:
@@ -1070,7 +1114,14 @@ def build_venue(
     if keys:
         assert credentials is not None
         rest = KrakenTrader(
-            vc.name, listings, markets, credentials, clock, rest_url=real.rest_url, rate_tier=real.rate_tier
+            vc.name,
+            listings,
+            markets,
+            credentials,
+            clock,
+            rest_url=real.rest_url,
+            rate_tier=real.rate_tier,
+            keep_warm_s=10.0 if live else None,  # paper mode only reads fees over it
         )
     venue_ref: list[LiveVenue] = []
 

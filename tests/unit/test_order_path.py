@@ -95,6 +95,15 @@ async def server() -> AsyncIterator[Server]:
     sock.close()
 
 
+async def idle(clock: ManualClock, seconds: int, step: int = 5) -> None:
+    """Let ``seconds`` of quiet pass on ``clock``, a step at a time, leaving real time after each step
+    for what a woken task sends over the socket (a ManualClock cannot wait for the network)."""
+    for _ in range(seconds // step):
+        await clock.advance(step * NS)
+        for _ in range(20):
+            await asyncio.sleep(0.002)
+
+
 # --- Kraken ----------------------------------------------------------------------------------------
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -174,11 +183,11 @@ async def test_coinbase_order_jwt_is_minted_before_the_order_and_used_once(serve
     trader = CoinbaseTrader("coinbase", server.url, [COINBASE_BTC], signer, clock, rate_per_s=D(1000))
     await trader.start()  # mints the first order JWT
     try:
-        await clock.advance(15 * NS)  # the keeper looks at +10 s: a 10 s old JWT is kept
+        await idle(clock, 15)  # the keeper looks at +10 s: a 10 s old JWT is kept
         assert (await trader.place_order(ioc("c1"))).status is OrderStatus.EXPIRED
         await clock.advance(1 * NS)
         assert (await trader.place_order(ioc("c2"))).status is OrderStatus.EXPIRED
-        await clock.advance(300 * NS)  # idle for minutes: the keeper keeps one fresh
+        await idle(clock, 300)  # idle for minutes: the keeper keeps one fresh
         assert (await trader.place_order(ioc("c3"))).status is OrderStatus.EXPIRED
         now_s = clock.now_ns() // NS
     finally:
@@ -199,6 +208,35 @@ async def test_coinbase_order_jwt_is_minted_before_the_order_and_used_once(serve
     assert len(set(tokens)) == len(tokens)  # every request has its own JWT
     for s in server.seen:
         assert claims_of(s, public)["uri"] == f"{s['method']} {host}{s['path']}"
+    # While idle, the connection was kept warm with the public server time, and only then.
+    warm = [i for i, s in enumerate(server.seen) if s["path"] == coinbase.TIME_PATH]
+    assert 28 <= len(warm) <= 32  # every KEEP_WARM_S of the 315 quiet seconds
+    assert all(server.seen[i]["method"] == "GET" for i in warm)
+    paths = [s["path"] for s in server.seen]
+    first, second = [i for i, p in enumerate(paths) if p == coinbase.ORDERS_PATH][:2]
+    assert paths[:first].count(coinbase.TIME_PATH) == 1  # quiet from start to +10 s
+    assert coinbase.TIME_PATH not in paths[first:second]  # busy
+
+
+async def test_kraken_keeps_its_connection_warm_only_while_quiet(server: Server) -> None:
+    secret = base64.b64encode(bytes(range(64))).decode()
+    creds = Credentials("kraken", {"api_key": Secret("key-" + "a" * 20), "api_secret": Secret(secret)}, "test")
+    clock = ManualClock(T0)
+    trader = KrakenTrader("kraken", [KRAKEN_BTC], MARKETS, creds, clock, rest_url=server.url)
+    await trader.start()
+    try:
+        await idle(clock, 35)
+        pings = [s for s in server.seen if s["path"] == "/0/public/Time"]
+        assert len(pings) == 3 and all(s["method"] == "GET" and "API-Key" not in s["headers"] for s in pings)
+        for _ in range(4):  # busy: a private request every 5 s, so no ping is needed
+            req = OrderRequest(f"w{len(server.seen):09d}e01", "kraken", "BTC-USD", Side.BUY, D("0.01"),
+                               D("49500.0"), TimeInForce.IOC)
+            await trader.place_order(req)
+            await idle(clock, 5)
+        assert len([s for s in server.seen if s["path"] == "/0/public/Time"]) == 3
+    finally:
+        await trader.close()
+    assert clock.pending_sleepers == 0
 
 
 async def test_a_stale_coinbase_order_jwt_is_not_used(server: Server) -> None:
