@@ -6,8 +6,10 @@ fills partly, and a cancel cannot undo a fill. The executor therefore:
 1. re-validates the opportunity against the current books and the risk checks (a refusal has a
    reason code);
 2. builds both requests (client order ids derived from the pair and leg), and commits the intent
-   to the journal before either leaves;
-3. sends both legs concurrently (two tasks started back to back, so neither waits on the other);
+   to the journal before either leaves: the only work between confirm and the wire (no other journal
+   write is queued ahead of it or beside the sends, and the cyclic GC waits; see ``_hold``);
+3. sends both legs concurrently (two tasks started back to back, so neither waits on the other), or
+   with ``[execution] legs = "sequential"`` the second only once the first has its answer;
 4. treats a missing answer as UNKNOWN, never as a rejection, and asks the venue by client order id
    with bounded retries; a late fill is applied;
 5. settles: equal fills -> COMPLETED; nothing filled -> ABORTED; any imbalance -> UNWINDING, where
