@@ -415,7 +415,9 @@ def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figu
         stats = Path(tmp) / "stats.json"
         session = f"arbtui-bench-console-{os.getpid()}"
         serve_cmd = " ".join(_serve_command(rate, stats, Path(tmp), ui=True))
-        env = f"env XDG_DATA_HOME={tmp} TERM=xterm-256color COLORTERM=truecolor "
+        # The console imports the same arbtui as this process (tmux starts it with the tmux server's environment).
+        root = Path(__file__).resolve().parents[2]
+        env = f"env XDG_DATA_HOME={tmp} TERM=xterm-256color COLORTERM=truecolor PYTHONPATH={root} "
         _tmux("new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), env + serve_cmd)
         try:
             first, last = _window(stats, warmup, seconds)
@@ -427,7 +429,11 @@ def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figu
         shares = _shares(first, last)
         if not quick:  # the same engine and feed with no UI: what the feed task costs by itself
             control_stats = Path(tmp) / "control.json"
-            proc = subprocess.Popen(_serve_command(rate, control_stats, Path(tmp), ui=False), stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                _serve_command(rate, control_stats, Path(tmp), ui=False),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            )
             try:
                 c_first, c_last = _window(control_stats, warmup, min(seconds, 10.0))
             finally:

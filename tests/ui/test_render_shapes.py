@@ -187,3 +187,22 @@ async def test_header_wider_than_the_terminal_is_drawn_by_textual() -> None:
         header._dirty_regions.add(header.size.region)
         assert list(header.render_line(0)) == list(Widget.render_line(header, 0))
         await app.engine.stop("test over")
+
+
+async def test_hidden_ladders_are_drawn_when_they_show() -> None:
+    app, clock = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:  # one pane at a time: the books are hidden
+        await warm_up(app, clock, 3)
+        await pilot.pause()
+        ladders = list(app.main_screen.query(BookLadderView))
+        drawn = [view._shown for view in ladders]  # drawn once, when the spread was selected
+        await warm_up(app, clock, 3)  # the books move
+        assert [view._shown for view in ladders] == drawn  # not redrawn while hidden
+        assert app.bridge.dirty_books  # the books stay dirty meanwhile
+        await pilot.press("tab")  # the books pane shows
+        await pilot.pause()
+        await app.flush()
+        for view in ladders:
+            expected = app.engine.ladder(view.listing.venue, view.listing.market, view.depth)
+            assert view._shown is not None and view._shown[0] == expected
+        await app.engine.stop("test over")

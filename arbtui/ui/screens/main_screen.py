@@ -416,7 +416,8 @@ class MainScreen(Screen[None]):
         selected = table.selected_spread()
         if selected is not None and selected.group != books.group:
             await books.select(selected.group)
-        books.redraw(bridge.take_dirty_books())
+        if books.region.area:  # ladders are drawn only when on screen (small terminals show one pane)
+            books.redraw(bridge.take_dirty_books())  # hidden, the books stay dirty until they show
         dirty = bridge.take_dirty_pairs()
         if dirty:
             views = [engine.executor.pairs[pid].view() for pid in sorted(dirty) if pid in engine.executor.pairs]

@@ -6,10 +6,12 @@ updated in place; re-sorting keeps the cursor on the row it was on.
 
 Under a busy feed every row changes on every refresh, and a DataTable re-renders every cell of the
 table through Rich whenever any cell changes (its caches are keyed by an update counter). This
-table keeps the DataTable (cursor, keys, mouse, messages) but renders a cell through Rich only
-once per *shape* (row, column, length, style, cursor state) and then swaps the characters in: the
-same segments as the DataTable's own rendering (checked against it in ``tests/ui``), at a small
-fraction of the cost.
+table keeps the DataTable (cursor, keys, mouse, messages, sorting) but renders a line only once
+per *shape* (:mod:`arbtui.ui.shapes`: every cell's text with its characters replaced, its style,
+the widths, the cursor and hover on the row) and then swaps the characters in; cells likewise.
+The segments are the DataTable's own (``tests/ui/test_render_shapes.py`` compares them, on the
+demo's rows and on random ones), at a small fraction of the cost. It also remembers the widget's
+style, which the DataTable asks for on every line.
 """
 
 from __future__ import annotations
@@ -263,11 +265,11 @@ class SpreadsTable(DataTable[Cell]):
         if len(self._header_lines) >= 64:
             self._header_lines.clear()
         real = self._data[row_key]
-        self._data[row_key] = {
-            column.key: Cell(shape or "", cell.style, cell.sort_key, cell.justify)
-            for column, shape in zip(self.ordered_columns, shapes, strict=True)
-            if (cell := real[column.key])
-        }
+        probe: dict[ColumnKey, Cell] = {}
+        for column, shape in zip(self.ordered_columns, shapes, strict=True):
+            cell = real[column.key]
+            probe[column.key] = Cell(shape or "", cell.style, cell.sort_key, cell.justify)
+        self._data[row_key] = probe
         self._update_count += 1  # the DataTable's own caches must not keep (or give) the probe
         try:
             strip = super()._render_line(y, x1, x2, base_style)
