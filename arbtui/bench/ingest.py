@@ -53,8 +53,9 @@ def load_average() -> list[float]:
         return []
 
 
-def feed_pass(frames: list[bytes]) -> tuple[float, float, KrakenFeed, int]:
-    """One pass through a fresh feed: (wall seconds, CPU seconds, the feed, change callbacks)."""
+def feed_pass(frames: list[str]) -> tuple[float, float, KrakenFeed, int]:
+    """One pass through a fresh feed: (wall seconds, CPU seconds, the feed, change callbacks). Frames
+    are text, as the WebSocket client (and a replay) hands them over."""
     feed = KrakenFeed("kraken", [LISTING], depth=10)
     changes = 0
 
@@ -73,7 +74,7 @@ def feed_pass(frames: list[bytes]) -> tuple[float, float, KrakenFeed, int]:
     return time.perf_counter() - wall0, time.thread_time() - cpu0, feed, changes
 
 
-def reference_pass(frames: list[bytes]) -> tuple[float, int]:
+def reference_pass(frames: list[str]) -> tuple[float, int]:
     """The reference path over ``frames``: (CPU seconds, checksum failures)."""
     book = OrderBook(depth=10)
     failures = 0
@@ -95,7 +96,9 @@ def run(quick: bool) -> Figure:
     passes = 3 if quick else 7
     load_before = load_average()
     gen0 = time.perf_counter()
-    frames, stream = generate(n_frames, seed=7, reference_every=1 if quick else 10)
+    raw_frames, stream = generate(n_frames, seed=7, reference_every=1 if quick else 10)
+    frames = [raw.decode() for raw in raw_frames]
+    del raw_frames
     generate_s = time.perf_counter() - gen0
 
     walls: list[float] = []

@@ -369,3 +369,59 @@ async def test_unsupported_and_unrenderable_orders_are_refused_locally() -> None
     other = await trader.place_order(OrderRequest("m1", "kraken", "ETH-USD", Side.BUY, D("1"), D("100")))
     assert other.status is OrderStatus.REJECTED and "unknown market" in (other.reason or "")
     assert trader.requests_sent == 0  # none of these reached the wire
+
+
+# --- the feed's book, as the engine reads it -------------------------------------------------------
+
+
+def test_make_feed_gives_replay_the_book_feed_and_its_books_are_the_reference_books() -> None:
+    """``make_feed`` (what replay builds for a kraken venue) is the same KrakenFeed; the book it hands
+    the engine after every frame holds exactly the levels of the reference path (Decimal levels from
+    book_frame applied to a plain OrderBook), read the way the engine and the venue read it."""
+    from arbtui.domain.book import OrderBook
+    from arbtui.venues.kraken import make_feed
+    from arbtui.venues.kraken_book import BookFrame, parse_frame
+
+    feed = make_feed(venue_config(), [BTC], ManualClock())
+    assert isinstance(feed, KrakenFeed) and feed.depth == 10
+    feed.on_open(NullLink())
+    ref = OrderBook(depth=10)
+    for i, line in enumerate(recorded()):
+        feed.on_frame(line, i)
+        frame = parse_frame(line)
+        assert isinstance(frame, BookFrame)
+        (ref.apply_snapshot if frame.snapshot else ref.apply_update)(frame.bids, frame.asks, i)
+        book = feed.book("BTC-USD")
+        assert book is not None
+        assert book.best_bid() == ref.best_bid() and book.best_ask() == ref.best_ask()
+        assert book.is_crossed() == ref.is_crossed() and book.mid() == ref.mid()
+        if i % 50 == 0:
+            assert list(book.bids) == list(ref.bids) and list(book.asks) == list(ref.asks)
+    assert feed.counters.book_updates == 510 and feed.counters.integrity_failures == 0
+
+
+def test_a_precision_change_while_a_book_is_live_renders_its_tokens_again() -> None:
+    """Kraken's instrument channel moves BTC/USD to 2/9 mid-stream: the live book is re-tokened at
+    once, so the next frame (checksummed by Kraken at 2/9) verifies without a resync."""
+    from arbtui.domain.book import OrderBook
+    from arbtui.venues.kraken_book import BookFrame, book_checksum, parse_frame
+
+    feed = KrakenFeed("kraken", [BTC])
+    feed.on_open(NullLink())
+    lines = recorded()
+    ref = OrderBook(depth=10)
+    for i, line in enumerate(lines[:30]):
+        feed.on_frame(line, i)
+        frame = parse_frame(line)
+        assert isinstance(frame, BookFrame)
+        (ref.apply_snapshot if frame.snapshot else ref.apply_update)(frame.bids, frame.asks, i)
+    feed.on_frame(instrument_frame(pp=2, qp=9), 30)
+    for i, line in enumerate(lines[30:40], start=31):
+        frame = parse_frame(line)
+        assert isinstance(frame, BookFrame)
+        ref.apply_update(frame.bids, frame.asks, i)
+        msg = orjson.loads(line)
+        msg["data"][0]["checksum"] = book_checksum(ref, 2, 9)  # what Kraken would send at 2/9
+        feed.on_frame(orjson.dumps(msg), i)
+    assert feed.counters.integrity_failures == 0 and feed.counters.resyncs == 0
+    assert feed.counters.book_updates == 40
