@@ -30,7 +30,10 @@ What is measured, in the console's process, over ``--seconds`` (20) after a warm
   without the UI (``details.control``: its ``residual`` is ``process - engine`` there);
 - ``ui`` = ``ui_gross`` - ``harness``: the figure held against the target (with ``--quick`` there
   is no control run and ``ui`` is ``ui_gross``);
-- the feed rate achieved, flushes per second and per-thread CPU (``/proc/self/task``).
+- the feed rate achieved, flushes per second and per-thread CPU (``/proc/self/task``);
+- the event loop's lag: a probe task sleeps 5 ms at a time and counts how late it wakes, which is
+  how long a frame arriving at a random moment waits before the engine can run (the redraws run
+  on the engine's event loop); the control run gives the same without the UI.
 
 Key to screen, end to end: ``tmux send-keys p`` (pause detection, and again to resume), then the
 terminal's first line is read with ``tmux capture-pane`` until the header shows ``PAUSED`` (or no
@@ -70,6 +73,9 @@ TICK_S = 0.002  # the feed wakes up this often
 CHUNK_S = 0.005  # and hands over at most this much of its schedule per event-loop turn (a socket read's worth)
 MAX_BACKLOG_S = 0.1  # frames further behind schedule than this are dropped (the achieved rate shows it)
 STATS_EVERY_S = 0.25
+PROBE_S = 0.005  # the loop probe's period
+LAG_BIN_MS = 0.25
+LAG_BINS = 2000  # up to 500 ms
 POLL_S = 0.005  # between two reads of the terminal (each starts a tmux client, which costs CPU too)
 
 
@@ -107,6 +113,7 @@ class _Meter:
         self.bridge_ns = 0  # wall time inside the UI bridge's listener (within the above)
         self.bridge_calls = 0
         self.key_to_frame_s: list[float] = []  # key event -> the frame showing PAUSED handed to the writer
+        self.lag_bins = [0] * (LAG_BINS + 1)  # how late the loop probe woke, by LAG_BIN_MS (last: beyond)
 
     def timed_listener(self, listener: Callable[[Any], None]) -> Callable[[Any], None]:
         clock = time.perf_counter_ns
@@ -153,7 +160,18 @@ class _Meter:
             "bridge_calls": self.bridge_calls,
             "flushes": flushes,
             "key_to_frame_s": list(self.key_to_frame_s),
+            "lag_bins": list(self.lag_bins),
         }
+
+    async def probe_loop(self) -> None:
+        """Wake every 5 ms and count how late: how long a frame arriving at a random moment waits
+        before the event loop (and so the engine) can run anything."""
+        clock = time.perf_counter
+        while True:
+            t0 = clock()
+            await asyncio.sleep(PROBE_S)
+            late_ms = 1000 * (clock() - t0 - PROBE_S)
+            self.lag_bins[min(LAG_BINS, max(0, int(late_ms / LAG_BIN_MS)))] += 1
 
 
 def _write_stats(path: Path, stats: dict[str, Any]) -> None:
@@ -235,7 +253,7 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
 
         async def headless() -> None:
             await engine.start()
-            await asyncio.gather(_feed(engine, meter, rate, lambda: False), write_stats())
+            await asyncio.gather(_feed(engine, meter, rate, lambda: False), write_stats(), meter.probe_loop())
 
         asyncio.run(headless())
         return
@@ -283,7 +301,7 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
 
         async def _run_feed(self) -> None:
             await self.engine_started.wait()
-            await _feed(self.engine, meter, rate, lambda: False)
+            await asyncio.gather(_feed(self.engine, meter, rate, lambda: False), meter.probe_loop())
 
     LoadedConsole().run()
 
@@ -333,6 +351,7 @@ def _shares(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         for name, cpu in last["threads_s"].items()
     }
     calls = last["bridge_calls"] - first["bridge_calls"]
+    lags = [b - a for a, b in zip(first["lag_bins"], last["lag_bins"], strict=True)]
     return {
         "wall_s": round(wall, 1),
         "frames_per_s": round((last["frames"] - first["frames"]) / wall),
@@ -346,7 +365,24 @@ def _shares(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         "bridge_pct": round(bridge, 1),
         "bridge_us_per_event": round(1e6 * (last["bridge_s"] - first["bridge_s"]) / calls, 2) if calls else None,
         "threads_pct": threads,
+        "loop_lag_p50_ms": _bin_percentile(lags, 50),
+        "loop_lag_p99_ms": _bin_percentile(lags, 99),
+        "loop_lag_max_ms": _bin_percentile(lags, 100),
     }
+
+
+def _bin_percentile(bins: list[int], p: float) -> float | None:
+    """The upper edge of the bin holding the p-th percentile (nearest rank) of the probe's lateness."""
+    total = sum(bins)
+    if not total:
+        return None
+    rank = max(1, -int(-total * p // 100))
+    seen = 0
+    for i, count in enumerate(bins):
+        seen += count
+        if seen >= rank:
+            return round((i + 1) * LAG_BIN_MS, 2) if i < LAG_BINS else float("inf")
+    return None
 
 
 def _tmux(*args: str) -> subprocess.CompletedProcess[str]:
@@ -462,10 +498,14 @@ def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figu
         "key_to_frame_p50_ms": round(1000 * _percentile(frames, 50), 1) if frames else None,
     }
     reached = shares["frames_per_s"] >= 0.95 * rate
-    met = ui <= TARGET_UI_PCT and reached and rate >= RATE
+    # A quick run is a few seconds: it checks that the benchmark works and gives no verdict.
+    met = None if quick else bool(ui <= TARGET_UI_PCT and reached and rate >= RATE)
     notes = []
     if not reached:
-        notes.append(f"the feed reached {shares['frames_per_s']:,} of {rate:,} frames/s (the engine's cost caps it)")
+        notes.append(
+            f"the feed reached {shares['frames_per_s']:,} of {rate:,} frames/s (the process did not keep up:"
+            " see engine_pct and the machine's load)"
+        )
     notes.append(f"key to screen: aim p50 < {AIM_KEY_MS:.0f} ms")
     if harness is None:
         notes.append("ui_pct includes the feed task's own scheduling (no control run)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from arbtui.bench.console import _feed, _Meter, _shares
 from arbtui.config import default_config
@@ -37,9 +38,15 @@ async def test_feed_hands_every_frame_to_the_engine(tmp_path: Path) -> None:
 
 
 def test_shares_add_up() -> None:
-    first = {"wall": 10.0, "process_s": 1.0, "feed_s": 0.5, "market_s": 0.1, "deferred_s": 0.1, "bridge_s": 0.05,
+    bins = [0] * 2001
+    later = list(bins)
+    later[3] = 98  # 98 probes woke 0.75-1 ms late
+    later[40] = 2  # and 2 woke 10-10.25 ms late
+    first: dict[str, Any] = {"lag_bins": bins}
+    first |= {"wall": 10.0, "process_s": 1.0, "feed_s": 0.5, "market_s": 0.1, "deferred_s": 0.1, "bridge_s": 0.05,
              "bridge_calls": 0, "frames": 0, "flushes": 0, "threads_s": {"MainThread": 1.0}}
-    last = {"wall": 20.0, "process_s": 6.0, "feed_s": 3.5, "market_s": 0.6, "deferred_s": 0.4, "bridge_s": 0.35,
+    last: dict[str, Any] = {"lag_bins": later}
+    last |= {"wall": 20.0, "process_s": 6.0, "feed_s": 3.5, "market_s": 0.6, "deferred_s": 0.4, "bridge_s": 0.35,
             "bridge_calls": 200_000, "frames": 200_000, "flushes": 100, "threads_s": {"MainThread": 5.5, "w": 0.5}}
     shares = _shares(first, last)
     assert shares["process_pct"] == 50.0
@@ -48,3 +55,4 @@ def test_shares_add_up() -> None:
     assert shares["frames_per_s"] == 20_000 and shares["flushes_per_s"] == 10.0
     assert shares["bridge_us_per_event"] == 1.5
     assert shares["threads_pct"] == {"MainThread": 45.0, "w": 5.0}
+    assert (shares["loop_lag_p50_ms"], shares["loop_lag_p99_ms"], shares["loop_lag_max_ms"]) == (1.0, 10.25, 10.25)
