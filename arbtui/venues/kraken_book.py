@@ -198,7 +198,7 @@ _INF = float("inf")
 _TOLERANCE = 1e-3  # float ok: how far from a whole number of ticks a product may be (module docstring)
 _MAX_TICKS_F = 4503599627370496.0  # float ok: 2**52, below which a product's error is < 0.25 tick
 _DECIMALS: dict[float, Decimal] = {}
-_DECIMALS_MAX = 1 << 16
+_DECIMALS_MAX = 1 << 14
 _PRICE_TOKENS_MAX = 1 << 12
 _NO_LEVELS: list[Any] = []
 
@@ -332,7 +332,16 @@ class TickSide(BookSide):
         return len(self.keys)
 
     def best(self) -> Level | None:
-        return self.level(0) if self.keys else None
+        # level(0), written out: the engine and the venue read both best levels on every update.
+        vals = self.vals
+        if not vals:
+            return None
+        v = vals[0]
+        if type(v) is float:
+            price = self.sign * self.keys[0]
+            get = _DECIMALS.get  # a price or size is never 0 here, so a cached Decimal is truthy
+            v = vals[0] = (get(price) or _decimal(price), get(v) or _decimal(v))
+        return v  # type: ignore[return-value]  # a Level once made
 
     def quantity_at(self, price: Decimal) -> Decimal:
         key = self.sign * float(price)  # float ok: looked up exactly, and compared as a Decimal below
@@ -529,6 +538,7 @@ class KrakenBook(OrderBook):
     def is_crossed(self) -> bool:
         b, a = self.tick_bids.keys, self.tick_asks.keys
         return bool(b) and bool(a) and -b[0] >= a[0]
+
 
 
 @dataclass
