@@ -117,7 +117,7 @@ def reader_pass(path: Path) -> tuple[float, int]:
 
 def run(quick: bool) -> Figure:
     n_frames = 5_000 if quick else 200_000
-    passes = 2 if quick else 5
+    passes = 2 if quick else 3
     load_before = load_average()
     frames, stream = generate(n_frames, seed=7)
     values: dict[str, Any] = {}

@@ -21,20 +21,22 @@ Two implementations of the same rules live here:
   levels in a plain :class:`~arbtui.domain.book.OrderBook`, every token rendered from the Decimal.
   Simple and obviously right; the tests and the benchmark's stream generator use it as the oracle;
 - the **hot path** (:class:`KrakenBook`): what the feed keeps. Each side holds its levels best first
-  in parallel lists (float key, float quantity, the level's checksum token as bytes, the Decimal
-  level once somebody asked for it). A level's token is rendered once, when the level is written;
-  the checksum is one ``b"".join`` of the top ten tokens per side and two ``zlib.crc32`` calls. The
-  Decimal levels the engine reads (:class:`~arbtui.domain.book.OrderBook` API) are made only when
-  read, from the float's shortest repr, which is exactly what the reference stores.
+  in parallel lists (float key, the level's checksum token, the float quantity until somebody reads
+  the level as Decimals). A level's token is rendered once, when the level is written; each side
+  keeps its top ten tokens joined until one of them changes, so a frame's checksum is one join (of
+  the side it touched) and one or two ``zlib.crc32`` calls. The Decimal levels the engine reads
+  (:class:`~arbtui.domain.book.OrderBook` API) are made only when read, from the float's shortest
+  repr, which is exactly what the reference stores.
 
-Why a float may key a level (``# float ok``): orjson turns a JSON number into the double nearest to
-its text, and the shortest repr of that double gives the text back for every value with at most 15
-significant digits (DBL_DIG), which covers every price and size Kraken publishes (precision <= 10,
-magnitudes far below 10**5 * 10**10). Distinct such values are distinct doubles and keep their order,
-so a float is an exact key and sorts like the Decimal. The token is ``round(value * 10**precision)``
-taken only when the product is within 0.001 of an integer below 2**52: the product's error is below
-``n * 2**-52``, so the rounded integer is exactly the one the Decimal rendering gives; anything else
-(more decimals than the precision, huge values, strings, integers) takes the reference path.
+Why floats are exact here (``# float ok``): orjson turns a JSON number into the double nearest to
+its text, and the reference itself reads every number through that double (``Decimal(repr(f))``),
+so a float key is the reference's value, and two floats compare as their Decimals do. The token is
+``round(value * 10**precision)``, taken only when the product is within 0.001 of an integer below
+2**52: the product's error is below ``n * 2**-52``, so the rounded integer is exactly the one the
+Decimal rendering gives; anything else (more decimals than the precision, huge or tiny values)
+takes the reference path. Numbers sent as strings or integers (Kraken sends neither) take the
+reference path too and are kept only if their double gives them back exactly, which holds for any
+value of at most 15 significant digits (DBL_DIG): every price and size Kraken publishes.
 
 :class:`KrakenBooks` is the socket-free core (tests); :class:`arbtui.venues.kraken.KrakenFeed` is the
 live (and replayed) feed built on the same :class:`KrakenBook`.
@@ -194,7 +196,6 @@ def parse_frame(raw: str | bytes) -> BookFrame | str | None:
 # The hot path: a book that keeps each level's checksum token beside it
 # ------------------------------------------------------------------------------------------------
 
-_INF = float("inf")
 _TOLERANCE = 1e-3  # float ok: how far from a whole number of ticks a product may be (module docstring)
 _MAX_TICKS_F = 4503599627370496.0  # float ok: 2**52, below which a product's error is < 0.25 tick
 _DECIMALS: dict[float, Decimal] = {}
