@@ -504,10 +504,27 @@ class _Kind(Enum):
 
 _RATE_ERRORS = ("EAPI:Rate limit exceeded", "EOrder:Rate limit exceeded", "EGeneral:Temporary lockout")
 _SERVICE_ERRORS = ("EService:Unavailable", "EService:Busy", "EGeneral:Internal error", "EService:Timeout")
+# Errors that say the venue refused the request and nothing happened. Anything not listed (a new or
+# unexpected string) is treated as a service error: for an order its outcome is unknown and is asked
+# with a status query, never assumed refused (a wrong "refused" would leave a filled leg unhedged).
+_REFUSALS = (
+    "EOrder:",
+    "EGeneral:Invalid arguments",
+    "EGeneral:Permission denied",
+    "EAPI:Invalid key",
+    "EAPI:Invalid signature",
+    "EAPI:Bad request",
+    "EAPI:Feature disabled",
+    "EService:Market in ",
+    "EService:Deadline elapsed",
+    "EQuery:",
+    "EFunding:",
+)
 
 
 def classify_errors(errors: Sequence[str]) -> _Kind:
     """What a Kraken ``error`` array means for the caller (see the module docstring)."""
+    refused = False
     for e in errors:
         if e.startswith("EOrder:Unknown order"):
             return _Kind.UNKNOWN_ORDER
@@ -517,7 +534,9 @@ def classify_errors(errors: Sequence[str]) -> _Kind:
             return _Kind.NONCE
         if e.startswith(_SERVICE_ERRORS):
             return _Kind.SERVICE
-    return _Kind.REFUSED
+        if e.startswith(_REFUSALS):
+            refused = True
+    return _Kind.REFUSED if refused or not errors else _Kind.SERVICE
 
 
 @dataclass(slots=True)
@@ -826,7 +845,9 @@ class KrakenTrader:
             if not isinstance(orders, dict):
                 continue
             for txid, info in orders.items():
-                if isinstance(info, dict) and info.get("cl_ord_id", client_order_id) == client_order_id:
+                # Only an order that names our id is ours: an entry without cl_ord_id (the filter not
+                # honoured, another tool's order) must never lend its fills to our leg.
+                if isinstance(info, dict) and info.get("cl_ord_id") == client_order_id:
                     return str(txid), info
         return None
 

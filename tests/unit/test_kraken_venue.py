@@ -18,7 +18,7 @@ from arbtui.domain.clock import ManualClock
 from arbtui.domain.fees import FeeModel, FeeSchedule
 from arbtui.domain.instruments import Listing, Market
 from arbtui.domain.orders import OrderRequest, OrderStatus, Side, TimeInForce
-from arbtui.venues.base import VenueError
+from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.connection import NullLink
 from arbtui.venues.kraken import (
     KrakenFeed,
@@ -282,6 +282,8 @@ def test_on_close_forgets_the_books() -> None:
         (["EService:Unavailable"], _Kind.SERVICE),
         (["EService:Busy"], _Kind.SERVICE),
         (["EOrder:Unknown order"], _Kind.UNKNOWN_ORDER),
+        (["EService:Temporarily unavailable"], _Kind.SERVICE),  # not a known refusal: unknown, asked later
+        (["ESomething:New"], _Kind.SERVICE),
     ],
 )
 def test_kraken_error_strings_are_classified(errors: list[str], kind: _Kind) -> None:
@@ -425,3 +427,18 @@ def test_a_precision_change_while_a_book_is_live_renders_its_tokens_again() -> N
         feed.on_frame(orjson.dumps(msg), i)
     assert feed.counters.integrity_failures == 0 and feed.counters.resyncs == 0
     assert feed.counters.book_updates == 40
+
+
+async def test_a_status_lookup_never_adopts_an_order_that_does_not_name_our_id() -> None:
+    creds = Credentials("kraken", {"api_key": Secret("key-123456"), "api_secret": Secret(SIGN_SECRET)}, "test")
+    trader = KrakenTrader("kraken", [BTC], MARKETS, creds, ManualClock(1_000))
+    other = {"status": "closed", "vol": "0.5", "vol_exec": "0.5", "cost": "32500", "fee": "52", "price": "65000",
+             "descr": {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "65000"}}
+
+    async def call(method: str, params: list[tuple[str, str]], **kw: object) -> object:
+        # The venue ignores the cl_ord_id filter and lists another order of the account (no cl_ord_id).
+        return {"open": {}} if method == "OpenOrders" else {"closed": {"OTHER-TXID": other}}
+
+    trader._call = call  # type: ignore[method-assign]
+    with pytest.raises(UnknownOrder):
+        await trader.order_status("alostreply0001")
