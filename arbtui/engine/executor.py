@@ -560,10 +560,22 @@ class Executor:
         leg.answered_ns = self._clock.now_ns()
         assert leg.sent_ns is not None
         self.analytics.ack(leg.request.venue, leg.answered_ns - leg.sent_ns)
+        if not _believable(leg, report):
+            # A report that cannot be about this order (another id, more filled than asked): the venue's
+            # answer is not understood, so the outcome is unknown; ask again by client order id.
+            self._breaker(leg.request.venue, failed=True)
+            leg.reason = f"unbelievable report: {report.client_order_id} filled {report.filled_quantity}"
+            await self._leg_transition(leg, "timeout")
+            await self._query_until_known(leg)
+            return
         self._breaker(leg.request.venue, failed=report.status.value == "rejected")
         await self._apply(leg, report)
         if pair.abort_requested and not leg.state.is_terminal:
             await self._cancel(leg)
+        elif not leg.state.is_terminal and leg.request.time_in_force is not TimeInForce.GTC:
+            # An IOC/FOK answer must be final; one that is not (a venue still matching) is asked about
+            # until it is, and cancelled if it still rests: never left to go BROKEN unasked.
+            await self._query_until_known(leg)
 
     async def _dispatch(self, pair: _Pair) -> None:
         """Both entry legs: launched back to back, then followed concurrently (``legs = "parallel"``),
@@ -620,6 +632,8 @@ class Executor:
                 not_found = False
                 continue
             not_found = False
+            if not _believable(leg, report):
+                continue
             await self._apply(leg, report)
             if leg.state.is_terminal:
                 return
@@ -640,6 +654,10 @@ class Executor:
         try:
             report = await self._with_timeout(venue.cancel_order(leg.cid), self._ex.order_timeout_ms * NS_PER_MS)
         except (TimeoutError, VenueError):
+            if query_after:
+                await self._query_until_known(leg)
+            return
+        if not _believable(leg, report):
             if query_after:
                 await self._query_until_known(leg)
             return
@@ -1156,3 +1174,17 @@ class Executor:
         if side is Side.BUY:
             return back.notional - leg.vwap * leg.quantity - leg.fee - fee_back
         return leg.vwap * leg.quantity - back.notional - leg.fee - fee_back
+
+
+def _believable(leg: _Leg, report: OrderReport) -> bool:
+    """A report can be about this leg: its client order id, and no more filled than was ordered."""
+    ok = report.client_order_id == leg.cid and report.filled_quantity <= leg.request.quantity
+    if not ok:
+        log.error(
+            "venue report for %s names %s and %s filled of %s ordered: not applied",
+            leg.cid,
+            report.client_order_id,
+            report.filled_quantity,
+            leg.request.quantity,
+        )
+    return ok

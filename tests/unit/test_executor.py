@@ -46,7 +46,7 @@ from arbtui.domain.execution import (
 )
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Listing
-from arbtui.domain.orders import OrderReport, OrderRequest, Side
+from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side
 from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.executor import CLORDID_MAX, ConfirmRefusedError
@@ -1576,3 +1576,53 @@ def test_execution_legs_option(legs: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, "t.toml")
     assert any("execution.legs" in p and "'sequential'" in p for p in info.value.problems)
+
+
+class StillMatchingVenue(DelegatingVenue):
+    """Answers an IOC with a non-final OPEN report (a venue still matching, e.g. Polymarket "delayed")
+    although the order has in fact executed; status queries tell the truth."""
+
+    def __init__(self, inner: SimulatedVenue) -> None:
+        super().__init__(inner)
+        self.status_queries = 0
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        report = await self.inner.place_order(request)
+        return replace(report, status=OrderStatus.OPEN, filled_quantity=D(0), average_price=None, fee=D(0), fills=())
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        self.status_queries += 1
+        return await self.inner.order_status(client_order_id)
+
+
+class ExaggeratingVenue(DelegatingVenue):
+    """Its first answer claims a thousand times the ordered quantity (a unit mismatch); status queries
+    tell the truth."""
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        report = await self.inner.place_order(request)
+        return replace(report, filled_quantity=request.quantity * 1000)
+
+
+async def test_a_non_final_ioc_answer_is_asked_about_not_left_broken(start: Starter) -> None:
+    venues: dict[str, StillMatchingVenue] = {}
+
+    def wrap(v: SimulatedVenue) -> Venue:
+        venues[v.name] = StillMatchingVenue(v)
+        return venues[v.name]
+
+    run = await start(wrap={"kraken": wrap})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    assert view.state is PairState.COMPLETED and view.exposure == ()
+    assert venues["kraken"].status_queries >= 1
+
+
+async def test_a_report_claiming_more_than_ordered_is_not_applied(start: Starter) -> None:
+    run = await start(wrap={"kraken": ExaggeratingVenue})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    assert view.state is PairState.COMPLETED  # the status query's truth, not the exaggeration
+    assert all(leg.filled == leg.quantity for leg in view.legs)
