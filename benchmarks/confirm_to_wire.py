@@ -24,7 +24,7 @@ def main() -> None:
     fig = run(args.quick)
     fig.command = "python benchmarks/confirm_to_wire.py" + (" --quick" if args.quick else "")
     if args.json:
-        print(json.dumps({"machine": machine(), "figures": [fig.as_dict()]}, indent=2))
+        print(json.dumps({"machine": machine(), "quick": args.quick, "figures": {fig.name: fig.as_dict()}}, indent=2))
     else:
         print(render_text([fig]))
         print(json.dumps(fig.details, indent=2))
