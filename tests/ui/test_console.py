@@ -321,3 +321,17 @@ async def test_command_palette_has_live_entries() -> None:
         names = [name for name, _, _ in provider._entries()]
         assert f"abort pair {pair_id}" in names
         assert "kill switch" in names and "toggle ARMED" in names
+
+
+async def test_only_a_console_on_a_terminal_freezes_startup_objects() -> None:
+    import gc
+
+    app, clock = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await warm_up(app, clock, 1)
+        await pilot.pause()
+        assert gc.get_freeze_count() == 0  # headless (tests): nothing frozen, every cycle collected
+        app._freeze_startup_objects()  # what a console on a terminal does once started
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        await app.engine.stop("test over")

@@ -191,7 +191,7 @@ class BookLadderView(Widget):
                     self._strips[y] = strip
                     self.lines_repainted += 1
                     return strip
-                if len(self._shapes) >= 1024:  # bounded: a resize or a new precision makes new shapes
+                if len(self._shapes) >= 512:  # bounded: a resize or a new precision makes new shapes
                     self._shapes.clear()
                 rendered = self._render_text_line(self._line_text(shapes), width, y)
                 probe = self._shapes[key] = (list(rendered), rendered.cell_length)

@@ -260,7 +260,7 @@ class SpreadsTable(DataTable[Cell]):
     ) -> RowShape | None:
         """The row rendered by the DataTable with every cell's text replaced by its shape, and where
         each shape starts in the line (None if one cannot be found: the line is cropped)."""
-        if len(self._row_shapes) >= 4096:  # bounded: every size, theme or focus change makes new keys
+        if len(self._row_shapes) >= 1024:  # bounded (a few hundred in use: rows x places x cursor x digits)
             self._row_shapes.clear()
         if len(self._header_lines) >= 64:
             self._header_lines.clear()
@@ -323,7 +323,7 @@ class SpreadsTable(DataTable[Cell]):
         if known is None:
             probe = Cell(shape, cell.style, justify=cell.justify)
             line = self._render_through_rich(probe, row_index, column_index, base_style, width, cursor, hover)[0]
-            if len(self._shapes) >= 4096:  # bounded: every size, theme or focus change makes new keys
+            if len(self._shapes) >= 1024:  # bounded: every size, theme or focus change makes new keys
                 self._shapes.clear()
             known = self._shapes[key] = (line, "".join(segment.text for segment in line).index(shape))
         line, at = known
