@@ -127,7 +127,8 @@ class _Priced:
     """One spread's constants for pricing, and what its last full evaluation read.
 
     If everything the last evaluation read is equal (by value) now, it would price the same figures,
-    and an evaluation that finds the same figures emits nothing: the walk is skipped.
+    and an evaluation that finds the same figures emits nothing: the walk is skipped. (The spread it
+    left is still current: only a full evaluation or ``_unpriceable``, which forgets this, changes it.)
     """
 
     __slots__ = (
@@ -146,7 +147,6 @@ class _Priced:
         "slip",
         "valid",
         "read_slip",
-        "spread",
         "blocked",
         "budget1",
         "budget2",
@@ -186,7 +186,6 @@ class _Priced:
         self.slip = ZERO  # the current buffer (a fraction), for ``moves``
         self.valid = False  # whether the fields below describe the last evaluation
         self.read_slip = ZERO  # the buffer it priced with
-        self.spread: Spread | None = None  # the current spread that evaluation left
         self.blocked = ""
         self.budget1 = ZERO
         self.budget2 = ZERO
@@ -205,7 +204,6 @@ class _Priced:
 
     def remember(
         self,
-        spread: Spread | None,
         slip: Decimal,
         blocked: str,
         budget1: Decimal,
@@ -214,7 +212,6 @@ class _Priced:
         p2: _Prefix,
     ) -> None:
         self.valid = True
-        self.spread = spread
         self.read_slip = slip
         self.blocked = blocked
         self.budget1 = budget1
@@ -514,7 +511,7 @@ class Detector:
         self.evaluations += 1
         p1, p2 = _Prefix(side1), _Prefix(side2)
         event = self._price(priced, p1, p2, slip, blocked, budget1, budget2, now_ns)
-        priced.remember(self._current.get(spec.key), slip, blocked, budget1, budget2, p1, p2)
+        priced.remember(slip, blocked, budget1, budget2, p1, p2)
         return event
 
     def _price(
