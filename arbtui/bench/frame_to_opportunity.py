@@ -522,7 +522,9 @@ def _median(runs: list[dict[str, Any]], key: str) -> Any:
     if not values:
         return None
     m = statistics.median(values)
-    return round(m, 1) if isinstance(m, float) else m
+    if isinstance(m, float):
+        return round(m, 1) if abs(m) >= 10 else round(m, 3)
+    return m
 
 
 def _loadavg() -> str:
