@@ -790,9 +790,11 @@ def load_config(path: Path) -> Config:
 
 def default_config_data() -> dict[str, Any]:
     """The built-in demo configuration as a TOML-ready document (what ``arbtui init`` writes)."""
+    import copy
+
     from arbtui.default_config import DEFAULT_CONFIG
 
-    return DEFAULT_CONFIG
+    return copy.deepcopy(DEFAULT_CONFIG)  # callers may edit their copy
 
 
 def default_config() -> Config:
