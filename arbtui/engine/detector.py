@@ -370,6 +370,10 @@ class Detector:
         self.observe(venue, market, book, now_ns)
         return self.evaluate_market(market, now_ns)
 
+    def prices(self, market: str) -> bool:
+        """Whether any spread uses ``market`` (a market listed on one venue only is not priced)."""
+        return market in self._by_market
+
     def observe(self, venue: str, market: str, book: OrderBook, now_ns: int) -> None:
         """A book changed: update its volatility (every update counts), without re-pricing anything."""
         key = (venue, market)

@@ -265,7 +265,10 @@ class Engine:
         self._emit(BookUpdated(now, venue, market, bid[0] if bid else None, ask[0] if ask else None, book.sequence))
 
     def _on_book_priced(self, venue: str, market: str, book: OrderBook, now: int) -> None:
-        self.detector.observe(venue, market, book, now)  # volatility sees every update
+        detector = self.detector
+        if not detector.prices(market):
+            return  # no spread uses this market (one venue lists it): nothing to price or to coalesce
+        detector.observe(venue, market, book, now)  # volatility sees every update
         if not self.coalesce:
             self._price_market(market, now)
             return
@@ -274,7 +277,7 @@ class Engine:
             # dirty markets are priced as they were then, except this update's market, whose book has
             # already moved on (it is priced below, as the first update of the new window).
             self._dirty.pop(market, None)
-            self._close_window()
+            self._end_window()
             self._window_ns = now
         key = (venue, market)
         if key in self._window_seen:
@@ -298,10 +301,12 @@ class Engine:
         self.detector.price_market(market, now, self._spread_event)
 
     def _close_window(self) -> None:
+        """The loop turn is over (scheduled by its first priced update)."""
+        self._window_handle = None
+        self._end_window()
+
+    def _end_window(self) -> None:
         """Price the dirty markets once each, on their latest books; a new window starts empty."""
-        if self._window_handle is not None:
-            self._window_handle.cancel()  # a no-op when this is the callback itself
-            self._window_handle = None
         self._window_seen.clear()
         if not self._dirty:
             return

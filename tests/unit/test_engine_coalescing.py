@@ -26,6 +26,7 @@ from arbtui.venues.sim_feed import SimFeed, render_frame
 D = Decimal
 X = "X-USD"
 Y = "Y-USD"
+Z = "Z-USD"  # listed on A only: no spread uses it
 AB = "X-USD A>B"
 Y_AB = "Y-USD A>B"
 START = 1_795_617_000 * 1_000_000_000
@@ -41,7 +42,9 @@ def config() -> Config:
     return parse_config({
         "detector": {"slippage_floor_bps": "1", "volatility_multiplier": "0", "stale_after_ms": 60_000},
         "venues": {"A": {"maker_fee": "0", "taker_fee": "0.001"}, "B": {"maker_fee": "0", "taker_fee": "0.001"}},
-        "markets": {X: market("X"), Y: market("Y")},
+        "markets": {X: market("X"), Y: market("Y"),
+                    Z: {"base": "Z", "quote": "USD", "max_quantity": "100", "sim": {"start_price": "100"},
+                        "venues": {"A": {"symbol": "Z/USD", **listing}}}},
     }, "test")
 
 
@@ -57,7 +60,7 @@ class Rig:
         for vc in cfg.venues:
             listings = instruments.listings_for_venue(vc.name)
             feed = self.feeds[vc.name] = SimFeed(vc.name, listings, 10)
-            balances = {"USD": D("100000"), "X": D("1000"), "Y": D("1000")}
+            balances = {"USD": D("100000"), "X": D("1000"), "Y": D("1000"), "Z": D("1000")}
             fees = vc.fees
             trader = PaperTrader(vc.name, listings, instruments.markets, feed.book, lambda _m, f=fees: f, balances,
                                  clock)
@@ -86,6 +89,7 @@ class Rig:
         raw = render_frame(market, [(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks],
                            snapshot=snapshot)
         self.feeds[venue].on_frame(raw, self.clock.now_ns())
+        assert self.feeds[venue].counters.malformed == 0
 
     def of(self, kind: type[SpreadEvent], key: str = AB) -> list[SpreadEvent]:
         return [ev for ev in self.events if isinstance(ev, kind) and ev.spread.key == key]
@@ -248,3 +252,14 @@ async def test_a_listener_failing_while_the_window_closes_fails_the_engine(tmp_p
     assert isinstance(rig.engine.failure, RuntimeError)
     with pytest.raises(RuntimeError, match="listener broke"):
         await rig.engine.run_until_stopped()
+
+
+async def test_a_market_no_spread_uses_is_not_priced(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, LiveClock())
+    await rig.start()
+    priced, updates = rig.engine.markets_priced, rig.engine.book_updates
+    rig.frame("A", [("99.0", "5")], [("100.0", "1")], snapshot=True, market=Z)
+    rig.frame("A", [("99.1", "5")], [], market=Z)
+    assert rig.engine.book_updates == updates + 2  # BookUpdated as ever
+    assert rig.engine.markets_priced == priced and rig.engine.updates_deferred == 0
+    await rig.engine.stop()
