@@ -94,11 +94,15 @@ class UIBridge:
 
     def on_event(self, event: Event) -> None:
         self.events_seen += 1
-        if isinstance(event, BookUpdated):
-            self.dirty_books.add((event.venue, event.market))
-            view = self.venues.get(event.venue)
-            if view is not None:
-                view.note_update(event.ts_ns)
+        if type(event) is BookUpdated or isinstance(event, BookUpdated):  # one a frame: kept short
+            venue = event.venue
+            self.dirty_books.add((venue, event.market))
+            view = self.venues.get(venue)
+            if view is not None:  # VenueView.note_update, inlined (this runs on the engine's path)
+                updates, ts = view.updates, event.ts_ns
+                if updates and ts < updates[-1]:
+                    view.in_order = False
+                updates.append(ts)
         elif isinstance(event, (SpreadChanged, OpportunityUpdated)):
             self.spreads[event.spread.key] = event.spread
             self.spreads_dirty = True
