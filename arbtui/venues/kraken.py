@@ -334,7 +334,11 @@ class KrakenFeed:
                 elif kind == "update":
                     book = s.book
                     if book is not None and not s.awaiting_snapshot:
-                        if book.apply_raw(_side(d, "bids"), _side(d, "asks"), ts_ns) == checksum:
+                        try:  # both sides are always there (a side left out reads as no levels)
+                            bids, asks = d["bids"], d["asks"]
+                        except KeyError:
+                            bids, asks = d.get("bids"), d.get("asks")
+                        if book.apply_raw(bids, asks, ts_ns) == checksum:
                             self.counters.book_updates += 1
                             market = s.market
                         else:
@@ -367,7 +371,7 @@ class KrakenFeed:
     def _on_snapshot(self, s: _Symbol, d: dict[str, Any], checksum: int, ts_ns: int) -> str | None:
         """A (fresh) snapshot: a new book, installed only if it verifies."""
         book = KrakenBook(self.depth, *s.precision)
-        if book.apply_raw(_side(d, "bids"), _side(d, "asks"), ts_ns) != checksum:
+        if book.apply_raw(d.get("bids"), d.get("asks"), ts_ns) != checksum:
             self._checksum_failed(s, s.listing.symbol)
             return None
         s.book = book
@@ -486,7 +490,6 @@ def _ignore(_market: str) -> None:
 
 
 _loads = orjson.loads
-_side = dict.get  # _side(d, "bids"): the levels, or None when the key is absent (apply_raw reads None as [])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -367,7 +367,7 @@ class KrakenBook(OrderBook):
     docstring). An :class:`~arbtui.domain.book.OrderBook` for every reader; the feed writes it with
     :meth:`apply_raw`, which returns the checksum."""
 
-    __slots__ = ("tick_bids", "tick_asks", "_pscale", "_qscale", "_price_tokens")
+    __slots__ = ("tick_bids", "tick_asks", "_pscale", "_qscale", "_price_tokens", "_shallow")
 
     def __init__(self, depth: int, price_precision: int, qty_precision: int) -> None:
         super().__init__(depth)
@@ -378,6 +378,7 @@ class KrakenBook(OrderBook):
         self._pscale = 10.0**price_precision  # float ok: an exact power of ten (precision <= 22)
         self._qscale = 10.0**qty_precision  # float ok: idem
         self._price_tokens: dict[float, str] = {}  # price -> its token at price_precision
+        self._shallow = depth <= CHECKSUM_LEVELS  # a side never holds more levels than the checksum reads
 
     @property
     def precision(self) -> tuple[int, int]:
@@ -525,8 +526,8 @@ class KrakenBook(OrderBook):
         # inlined for the asks, whose CRC seeds the bids').
         a = self.tick_asks
         if a.joined is None:
-            toks = a.toks
-            a.joined = "".join(toks if len(toks) <= CHECKSUM_LEVELS else toks[:CHECKSUM_LEVELS]).encode()
+            toks = a.toks  # at depth 10 (the usual subscription) never longer than the checksum's ten
+            a.joined = "".join(toks if self._shallow else toks[:CHECKSUM_LEVELS]).encode()
             a.crc0 = zlib.crc32(a.joined)
         b = self.tick_bids
         return zlib.crc32(b.joined or b.top_tokens(), a.crc0)
