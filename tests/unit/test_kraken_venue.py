@@ -442,3 +442,21 @@ async def test_a_status_lookup_never_adopts_an_order_that_does_not_name_our_id()
     trader._call = call  # type: ignore[method-assign]
     with pytest.raises(UnknownOrder):
         await trader.order_status("alostreply0001")
+
+
+def test_an_update_that_leaves_a_side_out_reads_it_as_no_levels() -> None:
+    feed = KrakenFeed("kraken", [BTC])
+    feed.on_open(NullLink())
+    lines = recorded()
+    feed.on_frame(lines[0], 0)
+    applied = 1
+    for i, line in enumerate(lines[1:60], start=1):
+        msg = orjson.loads(line)
+        data = msg["data"][0]
+        for side in ("bids", "asks"):
+            if not data[side]:
+                del data[side]  # the same frame without its empty side
+        feed.on_frame(orjson.dumps(msg), i)
+        applied += 1
+    assert feed.counters.book_updates == applied and feed.counters.integrity_failures == 0
+    assert feed.counters.malformed == 0
