@@ -133,6 +133,13 @@ class _Priced:
 
     __slots__ = (
         "spec",
+        "venue1",
+        "market1",
+        "asset1",
+        "venue2",
+        "market2",
+        "asset2",
+        "cross",
         "asks1",
         "asks2",
         "lot",
@@ -172,6 +179,9 @@ class _Priced:
     ) -> None:
         first, second = spec.first, spec.second
         self.spec = spec
+        self.venue1, self.market1, self.asset1 = first.venue, first.listing.market, first.asset
+        self.venue2, self.market2, self.asset2 = second.venue, second.listing.market, second.asset
+        self.cross = spec.kind is SpreadKind.CROSS_VENUE
         self.asks1 = first.side is Side.BUY  # a buy takes the asks (OrderBook.taken_side)
         self.asks2 = second.side is Side.BUY
         self.lot = max(first.listing.lot_size, second.listing.lot_size)
@@ -262,7 +272,7 @@ def _bps(numerator: Decimal, denominator: Decimal) -> Decimal:
     """:func:`arbtui.domain.money.bps`, the same operations (without building its quantum each call)."""
     if denominator == 0:
         return ZERO
-    return (numerator / denominator * BPS).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return (numerator / denominator * BPS).quantize(CENT, ROUND_HALF_EVEN)
 
 
 class Detector:
@@ -281,6 +291,8 @@ class Detector:
         self._books = books
         self._balances = balances
         self._latency_ns = self._cfg.expected_latency_ms * NS_PER_MS
+        self._min_pnl = self._risk.min_expected_pnl
+        self._min_edge_bps = self._cfg.min_net_edge_bps
         self._stale_ns = self._cfg.stale_after_ms * NS_PER_MS
         halflife = float(self._cfg.volatility_halflife_s)  # float ok: a time constant
         self._vol: dict[tuple[str, str], VolatilityEstimator] = {}
@@ -454,10 +466,8 @@ class Detector:
 
     # --- pricing ---------------------------------------------------------------------------
     def _evaluate(self, priced: _Priced, now_ns: int) -> SpreadEvent | None:
-        spec = priced.spec
-        first, second = spec.first, spec.second
-        book1 = self._books(first.venue, first.listing.market)
-        book2 = self._books(second.venue, second.listing.market)
+        book1 = self._books(priced.venue1, priced.market1)
+        book2 = self._books(priced.venue2, priced.market2)
         if book1 is None or book2 is None:
             return self._unpriceable(priced, now_ns)
         side1 = book1.asks if priced.asks1 else book1.bids
@@ -485,8 +495,8 @@ class Detector:
         else:
             blocked = ""
         slip = self._slip(priced)
-        budget1 = self._balances(first.venue, first.asset)
-        budget2 = self._balances(second.venue, second.asset)
+        budget1 = self._balances(priced.venue1, priced.asset1)
+        budget2 = self._balances(priced.venue2, priced.asset2)
         if (
             priced.valid
             and priced.read_slip == slip
@@ -534,7 +544,7 @@ class Detector:
         quantity = ZERO if blocked else self._optimal_quantity(priced, p1, p2, slip, budget1, budget2)
         lot = priced.lot
         min_size = priced.min_size
-        quantity = (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot  # floor_to_step
+        quantity = (quantity / lot).to_integral_value(ROUND_FLOOR) * lot  # floor_to_step
         touch = False
         if quantity < min_size or quantity <= 0:
             touch = True
@@ -561,7 +571,7 @@ class Detector:
             return None
         slippage = slip * (notional1 + notional2)
         fees = fee1 + fee2
-        if spec.kind is SpreadKind.CROSS_VENUE:
+        if priced.cross:
             gross = notional2 - notional1
             cost = notional1
         else:
@@ -569,7 +579,7 @@ class Detector:
             gross = spec.payout * quantity - cost
         pnl = gross - fees - slippage
         net_bps = _bps(pnl, cost)
-        pays = not touch and pnl > 0 and pnl >= self._risk.min_expected_pnl and net_bps >= self._cfg.min_net_edge_bps
+        pays = not touch and pnl > 0 and pnl >= self._min_pnl and net_bps >= self._min_edge_bps
         vwap1, vwap2 = notional1 / quantity, notional2 / quantity
         prev = self._current.get(spec.key)
         # ``prev.legs == legs and prev.expected_pnl == pnl`` field by field (a spread's legs keep their venue,
@@ -590,8 +600,8 @@ class Detector:
         if same and pays == (prev is not None and prev.opportunity_id is not None):
             return None  # the same figures, paying (or not) as before: nothing to say
         legs = (
-            LegPlan(first.venue, first.listing.market, first.side, quantity, vwap1, worst1, fee1),
-            LegPlan(second.venue, second.listing.market, second.side, quantity, vwap2, worst2, fee2),
+            LegPlan(priced.venue1, priced.market1, first.side, quantity, vwap1, worst1, fee1),
+            LegPlan(priced.venue2, priced.market2, second.side, quantity, vwap2, worst2, fee2),
         )
         if pays:
             if prev is not None and prev.opportunity_id is not None:
