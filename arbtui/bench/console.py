@@ -10,8 +10,9 @@ frames (100 at 20,000/s, about one socket read of book frames), letting the even
 callbacks between chunks as a socket reader does between reads; it gives up frames more than
 100 ms behind schedule, so the rate achieved is never above the rate asked.
 The engine prices the touched spreads and emits its events; the UI's bridge folds them; the panes
-redraw at 10 Hz. Every touch change moves the ladders' cumulative sizes, so under this feed every
-line of both ladders shown changes between two refreshes.
+redraw at 10 Hz. The cursor is put on a BTC-USD spread, so the books pane shows the kraken and
+coinbase BTC-USD ladders, both fed; every touch change moves a ladder's cumulative sizes, so under
+this feed every line of both ladders changes between two refreshes.
 
 What is measured, in the console's process, over ``--seconds`` (20) after a warm-up:
 
@@ -73,6 +74,7 @@ TICK_S = 0.002  # the feed wakes up this often
 CHUNK_S = 0.005  # and hands over at most this much of its schedule per event-loop turn (a socket read's worth)
 MAX_BACKLOG_S = 0.1  # frames further behind schedule than this are dropped (the achieved rate shows it)
 STATS_EVERY_S = 0.25
+WATCHED = "BTC-USD"  # the market whose spread is selected, so its two books (fed) show as ladders
 PROBE_S = 0.005  # the loop probe's period
 LAG_BIN_MS = 0.25
 LAG_BINS = 2000  # up to 500 ms
@@ -301,7 +303,24 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
 
         async def _run_feed(self) -> None:
             await self.engine_started.wait()
-            await asyncio.gather(_feed(self.engine, meter, rate, lambda: False), meter.probe_loop())
+            await asyncio.gather(
+                _feed(self.engine, meter, rate, lambda: False), meter.probe_loop(), self._watch(WATCHED)
+            )
+
+        async def _watch(self, group: str) -> None:
+            """Put the cursor on a spread of ``group``, as an operator watching it would: its books
+            (touched by the feed) are the ones the books pane shows."""
+            from arbtui.ui.widgets.spreads_table import SpreadsTable
+
+            table = self.main_screen.query_one(SpreadsTable)
+            while True:
+                rows = [str(row.key.value) for row in table.ordered_rows]
+                for index, key in enumerate(rows):
+                    spread = table.spreads.get(key)
+                    if spread is not None and spread.group == group:
+                        table.move_cursor(row=index, animate=False)
+                        return
+                await asyncio.sleep(0.05)
 
     LoadedConsole().run()
 

@@ -23,6 +23,7 @@ from arbtui.engine.engine import BookLadder
 from arbtui.ui.formatting import fixed
 from arbtui.ui.shapes import shape_of, swap_in
 from arbtui.ui.widgets.book_ladder import BookLadderView
+from arbtui.ui.widgets.books_pane import BooksPane
 from arbtui.ui.widgets.spreads_table import COLUMNS, Cell, SpreadsTable
 from arbtui.ui.widgets.status_header import StatusHeader
 from tests.harness import make_app, warm_up
@@ -205,4 +206,48 @@ async def test_hidden_ladders_are_drawn_when_they_show() -> None:
         for view in ladders:
             expected = app.engine.ladder(view.listing.venue, view.listing.market, view.depth)
             assert view._shown is not None and view._shown[0] == expected
+        await app.engine.stop("test over")
+
+
+async def test_framed_lines_draw_what_textual_draws() -> None:
+    from textual._styles_cache import StylesCache
+    from textual.geometry import Region
+
+    app, clock = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await warm_up(app, clock, 16)
+        await pilot.pause()
+        for state in ("live", "stale", "crossed", "live again", "moved"):
+            if state == "moved":
+                await warm_up(app, clock, 2)
+            for view in app.main_screen.query(BookLadderView):
+                view.set_class(state == "stale", "-stale")
+                view.set_class(state == "crossed", "-crossed")
+            await pilot.pause()
+            for view in app.main_screen.query(BookLadderView):
+                for _ in range(2):  # the first pass keeps a frame, the second uses it
+                    view._styles_cache.clear()
+                    region = Region(0, 0, *view.outer_size)
+                    ours = view._styles_cache.render_widget(view, region)
+                    theirs = StylesCache().render_widget(view, region)
+                    assert [list(s) for s in ours] == [list(s) for s in theirs], state
+                frames = list(view._styles_cache._frames.values())
+                # The short cut is taken (a frame is kept), except while stale (70% opacity).
+                assert (frames[-1] is None) == (state == "stale"), state
+        table = app.main_screen.query_one(SpreadsTable)
+        for focused in (True, False, True):  # the border changes colour with the focus
+            if focused:
+                table.focus()
+            else:
+                app.main_screen.query_one(BooksPane).focus()
+            await pilot.pause()
+            for _ in range(2):
+                table._styles_cache.clear()
+                table._update_count += 1
+                region = Region(0, 0, *table.outer_size)
+                ours = table._styles_cache.render_widget(table, region)
+                table._update_count += 1
+                theirs = StylesCache().render_widget(table, region)
+                assert [list(s) for s in ours] == [list(s) for s in theirs], focused
+            assert list(table._styles_cache._frames.values())[-1] is not None
         await app.engine.stop("test over")

@@ -26,6 +26,7 @@ from arbtui.domain.instruments import Listing
 from arbtui.domain.money import ZERO
 from arbtui.engine.engine import BookLadder
 from arbtui.ui.formatting import fixed
+from arbtui.ui.framed_lines import FramedLines
 from arbtui.ui.shapes import shape_of, swap_in
 
 SIZE_PLACES_MAX = 4
@@ -41,6 +42,7 @@ class BookLadderView(Widget):
 
     def __init__(self, listing: Listing, title: str, depth: int, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._styles_cache: FramedLines = FramedLines()  # Widget's own, with a short cut for content lines
         self.listing = listing
         self.title = title
         self.depth = depth
@@ -216,3 +218,4 @@ class BookLadderView(Widget):
         super().notify_style_update()
         self._strips.clear()
         self._shapes.clear()
+        self._styles_cache.forget_frames()

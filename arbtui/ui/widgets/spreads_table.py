@@ -34,6 +34,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 from arbtui.domain.events import Spread, SpreadKind
 from arbtui.domain.instruments import Instruments
 from arbtui.ui.formatting import age, fixed, signed
+from arbtui.ui.framed_lines import FramedLines
 from arbtui.ui.shapes import shape_of, swap_in
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -71,6 +72,7 @@ class SpreadsTable(DataTable[Cell]):
 
     def __init__(self, instruments: Instruments, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self._styles_cache: FramedLines = FramedLines()  # Widget's own, with a short cut for content lines
         self._instruments = instruments
         self._order: list[str] = []
         self._shown: dict[str, tuple[Cell, ...]] = {}
@@ -196,6 +198,7 @@ class SpreadsTable(DataTable[Cell]):
         self._header_lines.clear()
         self._row_shapes.clear()
         super().notify_style_update()
+        self._styles_cache.forget_frames()
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         """The DataTable's line, rendered once per shape of the row (every cell's shape, style and
