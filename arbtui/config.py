@@ -557,8 +557,8 @@ def _read_market(
         if lc is not None:
             listings.append(lc)
     lots = sorted({lc.lot_size for lc in listings})
-    for small in lots:
-        for big in lots:
+    for i, small in enumerate(lots):  # sorted: each lot must divide every larger one
+        for big in lots[i + 1 :]:
             if big % small != 0:
                 r.error(vpath, f"lot sizes {small} and {big} must divide each other so both legs can trade one size")
     sd = MarketSimConfig()

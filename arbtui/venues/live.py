@@ -260,6 +260,7 @@ class PaperTrader:
         self._clock = clock
         self._latency_ns = latency_ms * NS_PER_MS
         self._orders: dict[str, _PaperOrder] = {}
+        self._resting: dict[str, dict[str, _PaperOrder]] = {}  # market -> GTC orders still resting
         self._taken: dict[str, dict[tuple[Side, Decimal], Decimal]] = {}
         self._ids = itertools.count(1)
 
@@ -280,9 +281,13 @@ class PaperTrader:
 
     def on_book(self, market: str, book: OrderBook) -> None:
         self._taken.pop(market, None)  # the venue's book moved on: its levels are what it says now
-        for order in self._orders.values():
+        resting = self._resting.get(market)
+        if not resting:
+            return
+        for order in list(resting.values()):
             req = order.request
-            if req.market != market or order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+            if order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+                resting.pop(req.client_order_id, None)
                 continue
             for price, qty in list(book.taken_side(req.side)):
                 if order.remaining <= 0 or not _crosses(req.side, price, req.limit_price):
@@ -290,6 +295,7 @@ class PaperTrader:
                 self._fill(order, req.limit_price, min(qty, order.remaining), Liquidity.MAKER)
             if order.remaining == 0:
                 order.status = OrderStatus.FILLED
+                resting.pop(req.client_order_id, None)
             elif order.filled > 0:
                 order.status = OrderStatus.PARTIALLY_FILLED
 
@@ -386,6 +392,7 @@ class PaperTrader:
             order.status = OrderStatus.FILLED
         elif req.time_in_force is TimeInForce.GTC:
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+            self._resting.setdefault(req.market, {})[req.client_order_id] = order
         else:
             order.status = OrderStatus.EXPIRED
             order.reason = "IOC remainder expired"

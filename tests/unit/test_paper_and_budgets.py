@@ -232,3 +232,16 @@ def test_live_needs_the_flag_the_config_and_the_keys() -> None:
     assert engine_mode(cfg, RunOptions(live=True), creds) == "live"
     assert engine_mode(cfg, RunOptions(live=False), creds) == "paper"
     assert os.environ.get("ARBTUI_KRAKEN_API_KEY") is None  # nothing leaked into the process
+
+
+def test_listings_whose_lots_divide_each_other_are_accepted_in_any_order() -> None:
+    def cfg(lot_a: str, lot_b: str) -> dict[str, object]:
+        data = default_config_data()
+        data["markets"]["BTC-USD"]["venues"]["kraken"]["lot_size"] = lot_a  # type: ignore[index]
+        data["markets"]["BTC-USD"]["venues"]["coinbase"]["lot_size"] = lot_b  # type: ignore[index]
+        return data
+
+    parse_config(cfg("0.001", "0.0001"), "t.toml")
+    parse_config(cfg("0.0001", "0.001"), "t.toml")
+    with pytest.raises(ConfigError, match="lot sizes 0.0002 and 0.0003 must divide each other"):
+        parse_config(cfg("0.0003", "0.0002"), "t.toml")
