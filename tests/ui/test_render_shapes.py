@@ -251,3 +251,17 @@ async def test_framed_lines_draw_what_textual_draws() -> None:
                 assert [list(s) for s in ours] == [list(s) for s in theirs], focused
             assert list(table._styles_cache._frames.values())[-1] is not None
         await app.engine.stop("test over")
+
+
+def test_a_changed_ladder_line_marks_only_its_changed_cells() -> None:
+    from textual.geometry import Region
+
+    from arbtui.ui.widgets.book_ladder import _changed
+
+    was = (("  65,193.8", "green"), ("    0.0400", ""), ("    1.2345", "dim"))
+    size_moved = (("  65,193.8", "green"), ("    0.0500", ""), ("    1.2445", "dim"))
+    assert _changed(3, size_moved, was, 30) == Region(10, 3, 20, 1)
+    assert _changed(3, (("  65,193.8", "bold black on green"), *was[1:]), was, 30) == Region(0, 3, 10, 1)
+    assert _changed(3, (was[0], ("   10.0400", ""), was[2]), was, 30) == Region(10, 3, 10, 1)
+    assert _changed(3, was[:2], was, 30) == Region(0, 3, 30, 1)  # a chunk fewer: the whole line
+    assert _changed(3, (("65,193.8", "green"), *was[1:]), was, 30) == Region(0, 3, 30, 1)  # moved

@@ -37,6 +37,18 @@ WAITING = "waiting for the first snapshot"
 Line = tuple[tuple[str, str], ...]
 
 
+def _changed(y: int, new: Line, was: Line, width: int) -> Region:
+    """The columns of line ``y`` from the first chunk that differs to the last one that does (the
+    whole line when the chunks moved)."""
+    if len(new) != len(was) or any(len(a) != len(b) for (a, _), (b, _) in zip(new, was, strict=True)):
+        return Region(0, y, width, 1)
+    starts = [0]
+    for text, _ in new:
+        starts.append(starts[-1] + len(text))
+    differ = [i for i, (a, b) in enumerate(zip(new, was, strict=True)) if a != b]
+    return Region(starts[differ[0]], y, starts[differ[-1] + 1] - starts[differ[0]], 1)
+
+
 class BookLadderView(Widget):
     """Renders a :class:`~arbtui.engine.engine.BookLadder` snapshot."""
 
@@ -88,13 +100,14 @@ class BookLadderView(Widget):
             self._strips.clear()
             self.refresh()
             return
-        changed = [y for y, (new, was) in enumerate(zip(lines, old, strict=True)) if new != was]
-        for y in changed:
-            self._strips.pop(y, None)
-        if len(changed) == len(lines):
-            self.refresh()
-        elif changed:
-            self.refresh(*(Region(0, y, width, 1) for y in changed))
+        # Only the cells that changed are sent to the terminal (a size and its cumulative size,
+        # usually): the line is drawn again whole, the region marked dirty is the changed columns.
+        pairs = enumerate(zip(lines, old, strict=True))
+        regions = [_changed(y, new, was, width) for y, (new, was) in pairs if new != was]
+        for region in regions:
+            self._strips.pop(region.y, None)
+        if regions:
+            self.refresh(*regions)
 
     def _layout(self, width: int) -> list[Line]:
         ladder, best_bid, best_ask = self._shown if self._shown is not None else (None, None, None)
