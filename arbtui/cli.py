@@ -222,7 +222,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     figs = run_figures(names, args.quick)
     if args.json:
         doc = {"machine": machine(), "quick": args.quick, "figures": {f.name: f.as_dict() for f in figs}}
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
     else:
         print(render_text(figs))
     return 0
