@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
 from typing import Any
+
+import orjson
 
 from arbtui.bench.figure import Figure
 
@@ -34,13 +36,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+_CHILD = """
+import sys, orjson, importlib
+fig = importlib.import_module("arbtui.bench." + sys.argv[1]).run(sys.argv[2] == "1")
+sys.stdout.buffer.write(orjson.dumps(fig.as_dict(), option=orjson.OPT_NON_STR_KEYS))
+"""
+
+
 def run_figures(names: tuple[str, ...], quick: bool) -> list[Figure]:
+    """Each figure in a fresh interpreter: one figure's memory, threads and warm caches never colour
+    another's (the memory figure reads the process's peak RSS)."""
     out: list[Figure] = []
     for name in names:
         started = time.perf_counter()
         try:
-            module = importlib.import_module(f"arbtui.bench.{name}")
-            fig: Figure = module.run(quick)
+            proc = subprocess.run(
+                [sys.executable, "-c", _CHILD, name, "1" if quick else "0"],
+                stdout=subprocess.PIPE,
+                check=False,
+                timeout=1800,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"exit status {proc.returncode}")
+            fig = Figure(**orjson.loads(proc.stdout))
         except Exception as exc:  # noqa: BLE001 - one broken figure must not hide the others
             fig = Figure(name, name, {}, "", None, f"arbtui bench --only {name}", f"failed: {exc!r}")
             traceback.print_exc(file=sys.stderr)
