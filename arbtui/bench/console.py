@@ -32,6 +32,9 @@ What is measured, in the console's process, over ``--seconds`` (20) after a warm
 - ``ui`` = ``ui_gross`` - ``harness``: the figure held against the target (with ``--quick`` there
   is no control run and ``ui`` is ``ui_gross``);
 - the feed rate achieved, flushes per second and per-thread CPU (``/proc/self/task``);
+- where the UI's time goes, as thread CPU: the panes' flush (``ArbApp.flush``), Textual's screen
+  updates (``Screen._on_timer_update``: compositor, the widgets' lines, the frame handed to the
+  writer thread) and garbage collections (``gc.callbacks``, in any code, engine's included);
 - the event loop's lag: a probe task sleeps 5 ms at a time and counts how late it wakes, which is
   how long a frame arriving at a random moment waits before the engine can run (the redraws run
   on the engine's event loop); the control run gives the same without the UI.
@@ -116,6 +119,18 @@ class _Meter:
         self.bridge_calls = 0
         self.key_to_frame_s: list[float] = []  # key event -> the frame showing PAUSED handed to the writer
         self.lag_bins = [0] * (LAG_BINS + 1)  # how late the loop probe woke, by LAG_BIN_MS (last: beyond)
+        # Where the UI's time goes (thread CPU): the panes' flush, Textual's screen updates
+        # (compositor, widgets' lines, the frame handed to the writer), garbage collections.
+        self.flush_ns = 0
+        self.screen_update_ns = 0
+        self.gc_ns = 0
+        self._gc_started = 0
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.thread_time_ns()
+        else:
+            self.gc_ns += time.thread_time_ns() - self._gc_started
 
     def timed_listener(self, listener: Callable[[Any], None]) -> Callable[[Any], None]:
         clock = time.perf_counter_ns
@@ -163,6 +178,9 @@ class _Meter:
             "flushes": flushes,
             "key_to_frame_s": list(self.key_to_frame_s),
             "lag_bins": list(self.lag_bins),
+            "flush_s": self.flush_ns / 1e9,
+            "screen_update_s": self.screen_update_ns / 1e9,
+            "gc_s": self.gc_ns / 1e9,
         }
 
     async def probe_loop(self) -> None:
@@ -260,9 +278,22 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
         asyncio.run(headless())
         return
 
+    import gc
+
     from textual import events
+    from textual.screen import Screen
 
     from arbtui.ui.app import ArbApp
+
+    gc.callbacks.append(meter.on_gc)
+    screen_update = Screen._on_timer_update
+
+    def timed_screen_update(screen: Screen[object]) -> None:
+        t0 = time.thread_time_ns()
+        screen_update(screen)
+        meter.screen_update_ns += time.thread_time_ns() - t0
+
+    Screen._on_timer_update = timed_screen_update  # type: ignore[method-assign,assignment]
 
     class LoadedConsole(ArbApp):
         CSS_PATH = str(Path(sys.modules[ArbApp.__module__].__file__ or "").parent / "app.tcss")
@@ -300,6 +331,11 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
             ):
                 self._pausing.append(event.time)  # Textual stamps events with time.monotonic()
             await super().on_event(event)
+
+        async def flush(self) -> None:
+            t0 = time.thread_time_ns()  # (a flush that mounts ladders awaits: rare, and counted whole)
+            await super().flush()
+            meter.flush_ns += time.thread_time_ns() - t0
 
         async def _run_feed(self) -> None:
             await self.engine_started.wait()
@@ -384,6 +420,9 @@ def _shares(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         "bridge_pct": round(bridge, 1),
         "bridge_us_per_event": round(1e6 * (last["bridge_s"] - first["bridge_s"]) / calls, 2) if calls else None,
         "threads_pct": threads,
+        "flush_pct": round(pct("flush_s"), 1) if "flush_s" in last else None,
+        "screen_update_pct": round(pct("screen_update_s"), 1) if "screen_update_s" in last else None,
+        "gc_pct": round(pct("gc_s"), 1) if "gc_s" in last else None,
         "loop_lag_p50_ms": _bin_percentile(lags, 50),
         "loop_lag_p99_ms": _bin_percentile(lags, 99),
         "loop_lag_max_ms": _bin_percentile(lags, 100),
@@ -496,7 +535,7 @@ def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figu
                 proc.wait()
             control = _shares(c_first, c_last)
             control["residual_pct"] = control.pop("ui_pct")  # no UI here: scheduling, GC, journal, ...
-            for key in ("flushes_per_s", "bridge_pct", "bridge_us_per_event"):
+            for key in ("flushes_per_s", "bridge_pct", "bridge_us_per_event", "flush_pct", "screen_update_pct"):
                 control.pop(key)
             details["control"] = control
     details.update({k: v for k, v in shares.items() if k not in ("frames_per_s", "ui_pct", "process_pct")})

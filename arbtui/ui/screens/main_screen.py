@@ -8,7 +8,7 @@ per event. Below 110 columns or 32 rows the panes stack: one shows at a time, ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -35,6 +35,8 @@ from arbtui.ui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
     from arbtui.ui.app import ArbApp
+
+W = TypeVar("W", bound=Widget)
 
 PANES = ("spreads", "books", "pairs", "analytics")
 
@@ -99,6 +101,7 @@ class MainScreen(Screen[None]):
         self._shown_notable = ""
         self.market_filter = ""
         self._bindings_shown: tuple[bool | None, ...] | None = None
+        self._widgets: dict[type[Widget], Widget] = {}
 
     # --- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -128,16 +131,25 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(SpreadsTable).focus()
 
+    def _one(self, kind: type[W]) -> W:
+        """The screen's widget of this kind, looked up once: the panes are composed once and never
+        replaced, and the flush and the bindings' checks ask for them ten times a second."""
+        found = self._widgets.get(kind)
+        if found is None:
+            found = self._widgets[kind] = self.query_one(kind)  # raises NoMatches before compose
+        assert isinstance(found, kind)
+        return found
+
     # --- selection ---------------------------------------------------------------------------
     def selected_spread(self) -> Spread | None:
         try:
-            return self.query_one(SpreadsTable).selected_spread()
+            return self._one(SpreadsTable).selected_spread()
         except NoMatches:
             return None
 
     def selected_pair(self) -> str | None:
         try:
-            return self.query_one(PairsPane).selected_pair_id()
+            return self._one(PairsPane).selected_pair_id()
         except NoMatches:
             return None
 
@@ -398,15 +410,16 @@ class MainScreen(Screen[None]):
         bridge = arb.bridge
         engine = arb.engine
         try:
-            table = self.query_one(SpreadsTable)
-            books = self.query_one(BooksPane)
-            pairs = self.query_one(PairsPane)
-            analytics = self.query_one(AnalyticsPane)
+            table = self._one(SpreadsTable)
+            books = self._one(BooksPane)
+            pairs = self._one(PairsPane)
+            analytics = self._one(AnalyticsPane)
+            header = self._one(StatusHeader)
         except NoMatches:  # still composing, or already tearing down
             return
-        self.query_one(StatusHeader).show(engine, now, bridge)
+        header.show(engine, now, bridge)
         if arb.replay is not None:
-            self.query_one(ReplayBar).show(arb.replay, now)
+            self._one(ReplayBar).show(arb.replay, now)
         refusals = {}
         for key, spread in bridge.spreads.items():
             if spread.pays and (refusal := engine.would_refuse(spread)) is not None:
@@ -435,7 +448,7 @@ class MainScreen(Screen[None]):
                 strip.add_class(f"-{bridge.notable_style}")
 
     def _show_detail(self) -> None:
-        table = self.query_one(SpreadsTable)
+        table = self._one(SpreadsTable)
         spread = table.selected_spread()
         if spread is None:
             text = Text("no spread selected", style="dim")

@@ -65,6 +65,7 @@ class BookLadderView(Widget):
         self._strips: dict[int, Strip] = {}  # rendered lines by y, dropped when the line changes
         # (y, width, line shape) -> the shape rendered: segments and cell length
         self._shapes: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
+        self._prices: dict[Decimal, str] = {}
         self.lines_repainted = 0  # lines re-rendered since mount (tests check that unchanged lines are kept)
 
     def show(self, ladder: BookLadder | None, best_bid: Decimal | None, best_ask: Decimal | None) -> None:
@@ -140,7 +141,7 @@ class BookLadderView(Widget):
         for price, qty in asks:
             cum += qty
             style = "bold black on red" if price == best_ask else "red"
-            rows.append(line(fixed(price, pp), fixed(qty, qp), fixed(cum, qp), style))
+            rows.append(line(self._price_text(price), fixed(qty, qp), fixed(cum, qp), style))
         lines.extend(() for _ in range(self.depth - len(rows)))
         lines.extend(reversed(rows))
         spread = (ladder.asks[0][0] - ladder.bids[0][0]) if ladder.asks and ladder.bids else None
@@ -158,7 +159,7 @@ class BookLadderView(Widget):
         for price, qty in ladder.bids[: self.depth]:
             cum += qty
             style = "bold black on green" if price == best_bid else "green"
-            lines.append(line(fixed(price, pp), fixed(qty, qp), fixed(cum, qp), style))
+            lines.append(line(self._price_text(price), fixed(qty, qp), fixed(cum, qp), style))
         # Trailing whitespace at the end of the ladder is not drawn (the Text used to be rstripped).
         while lines and not "".join(text for text, _ in lines[-1]).rstrip():
             lines.pop()
@@ -170,6 +171,16 @@ class BookLadderView(Widget):
             last[-1] = (text.rstrip(), style)
             lines[-1] = tuple(last)
         return lines
+
+    def _price_text(self, price: Decimal) -> str:
+        """A level's price at the listing's precision (the levels on screen keep their prices from
+        one refresh to the next: formatted once)."""
+        text = self._prices.get(price)
+        if text is None:
+            if len(self._prices) >= 1024:
+                self._prices.clear()
+            text = self._prices[price] = fixed(price, self.listing.price_precision)
+        return text
 
     @staticmethod
     def _line_text(line: Sequence[tuple[str | None, str]]) -> Text:
