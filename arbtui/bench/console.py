@@ -53,6 +53,7 @@ from the key event (stamped by Textual's input thread when it reads the key) to 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -263,6 +264,7 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
     close_window = getattr(engine, "_close_window", None)
     if callable(close_window):
         engine._close_window = meter.timed_deferred(close_window)  # type: ignore[method-assign]
+    gc.callbacks.append(meter.on_gc)
 
     if not ui:
 
