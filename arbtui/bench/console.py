@@ -280,14 +280,11 @@ def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> No
         asyncio.run(headless())
         return
 
-    import gc
-
     from textual import events
     from textual.screen import Screen
 
     from arbtui.ui.app import ArbApp
 
-    gc.callbacks.append(meter.on_gc)
     screen_update = Screen._on_timer_update
 
     def timed_screen_update(screen: Screen[object]) -> None:
