@@ -96,7 +96,7 @@ from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, Ord
 from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.coinbase_book import CoinbaseBooks
 from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
-from arbtui.venues.live import LiveVenue, PaperTrader, Trader
+from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees, Trader
 from arbtui.venues.ratelimit import BudgetView, RateBudget
 from arbtui.venues.secrets import Credentials, Secret, SecretsError, redact
 from arbtui.venues.wire import MalformedFrame, decimal_string
@@ -927,48 +927,6 @@ def _header_number(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if number >= 0 else None
-
-
-class PaperWithLiveFees:
-    """Paper trading (nothing reaches the venue), with the account's fee rates read from the venue.
-
-    Used in paper mode when the keys are present and ``live_fees`` is on: the REST client only ever
-    reads ``transaction_summary``. :class:`LiveVenue` asks its trader for live fees, so this wrapper
-    lets it get them without a change to the shared code.
-    """
-
-    def __init__(self, paper: PaperTrader, rest: CoinbaseTrader) -> None:
-        self.paper = paper
-        self.rest = rest
-
-    async def start(self) -> None:
-        await self.paper.start()
-        await self.rest.start()
-
-    async def close(self) -> None:
-        await self.rest.close()
-        await self.paper.close()
-
-    def on_book(self, market: str, book: OrderBook) -> None:
-        self.paper.on_book(market, book)
-
-    async def place_order(self, request: OrderRequest) -> OrderReport:
-        return await self.paper.place_order(request)
-
-    async def cancel_order(self, client_order_id: str) -> OrderReport:
-        return await self.paper.cancel_order(client_order_id)
-
-    async def order_status(self, client_order_id: str) -> OrderReport:
-        return await self.paper.order_status(client_order_id)
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.paper.balances()
-
-    async def live_fees(self) -> Mapping[str, FeeSchedule]:
-        return await self.rest.live_fees()
-
-    def budgets(self) -> list[BudgetView]:
-        return self.rest.budgets()
 
 
 # ------------------------------------------------------------------------------------------------

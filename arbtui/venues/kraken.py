@@ -95,7 +95,7 @@ from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, Ord
 from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
 from arbtui.venues.kraken_book import CHECKSUM_LEVELS, KrakenBook, levels_checksum
-from arbtui.venues.live import LiveVenue, PaperTrader
+from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees
 from arbtui.venues.ratelimit import KRAKEN_TIERS, BudgetView, RateBudget, kraken_cancel_cost
 from arbtui.venues.secrets import Credentials, SecretsError, redact
 from arbtui.venues.wire import MalformedFrame
@@ -1069,47 +1069,6 @@ def _order_status(
 # ------------------------------------------------------------------------------------------------
 
 
-class PaperTraderWithLiveFees:
-    """Paper trading (every order filled inside arbtui by :class:`PaperTrader`) while the REST client
-    only reads the account's fee rates: what ``live_fees`` asks for with keys in paper mode.
-
-    :class:`LiveVenue` asks its trader for live fees; a bare PaperTrader has none. This wrapper lets
-    it fetch them through Kraken's REST client without ever sending an order there."""
-
-    def __init__(self, paper: PaperTrader, rest: KrakenTrader) -> None:
-        self.paper = paper
-        self.rest = rest
-
-    async def start(self) -> None:
-        await self.rest.start()
-        await self.paper.start()
-
-    async def close(self) -> None:
-        await self.paper.close()
-        await self.rest.close()
-
-    def on_book(self, market: str, book: OrderBook) -> None:
-        self.paper.on_book(market, book)
-
-    async def place_order(self, request: OrderRequest) -> OrderReport:
-        return await self.paper.place_order(request)
-
-    async def cancel_order(self, client_order_id: str) -> OrderReport:
-        return await self.paper.cancel_order(client_order_id)
-
-    async def order_status(self, client_order_id: str) -> OrderReport:
-        return await self.paper.order_status(client_order_id)
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.paper.balances()
-
-    async def live_fees(self) -> Mapping[str, FeeSchedule]:
-        return await self.rest.live_fees()
-
-    def budgets(self) -> list[BudgetView]:
-        return self.rest.budgets()
-
-
 # ------------------------------------------------------------------------------------------------
 # The builder's entry point
 # ------------------------------------------------------------------------------------------------
@@ -1152,7 +1111,7 @@ def build_venue(
     def fees(market: str) -> FeeSchedule:
         return venue_ref[0].fees(market) if venue_ref else vc.fees
 
-    trader: KrakenTrader | PaperTrader | PaperTraderWithLiveFees
+    trader: KrakenTrader | PaperTrader | PaperWithLiveFees
     if live:
         if rest is None:
             raise VenueError(vc.name, "live trading needs api_key and api_secret (ARBTUI_KRAKEN_API_KEY/_SECRET)")
@@ -1161,7 +1120,7 @@ def build_venue(
         paper = PaperTrader(
             vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms
         )
-        trader = PaperTraderWithLiveFees(paper, rest) if rest is not None and real.live_fees else paper
+        trader = PaperWithLiveFees(paper, rest) if rest is not None and real.live_fees else paper
     venue = LiveVenue(
         vc.name,
         KIND,

@@ -96,13 +96,11 @@ class LiveVenue:
         use_live_fees: bool = False,
         tap: Tap | None = None,
         rng: random.Random | None = None,
-        fee_client: Trader | None = None,
         replay: bool = False,
     ) -> None:
-        """``fee_client``: a REST client asked for the account's fee rates when the trader is not (paper
-        trading with keys present). ``replay``: no connection; a replay player drives ``feed``."""
+        """``replay``: no connection; a replay player drives ``feed``. Paper trading that reads live fees
+        uses a :class:`PaperWithLiveFees` trader."""
         self._name = name
-        self._fee_client = fee_client
         self.replay = replay
         self.kind = kind
         self.mode = mode
@@ -142,12 +140,9 @@ class LiveVenue:
         if self.replay:
             self._on_status(VenueStatus.CONNECTED, "replay")
             return
-        source = self._fee_client if self._fee_client is not None else self.trader
         if self._use_live_fees:
             try:
-                if source is not self.trader:
-                    await source.start()
-                fees = await source.live_fees()
+                fees = await self.trader.live_fees()
             except VenueError as exc:
                 listener.on_status(self._name, self._status, f"live fees unavailable, using config: {exc}")
             else:
@@ -159,8 +154,6 @@ class LiveVenue:
     async def close(self) -> None:
         await self.supervisor.stop()
         await self.trader.close()
-        if self._fee_client is not None and self._fee_client is not self.trader:
-            await self._fee_client.close()
         self._listener = None
 
     def book(self, market: str) -> OrderBook | None:
@@ -428,6 +421,45 @@ class PaperTrader:
             reason=order.reason,
             fills=tuple(order.fills),
         )
+
+
+class PaperWithLiveFees:
+    """Paper trading (every order filled inside arbtui by :class:`PaperTrader`) while a venue's REST
+    client only reads the account's fee rates and budgets: paper mode with keys and ``live_fees``.
+    Nothing but reads is ever sent to the venue."""
+
+    def __init__(self, paper: PaperTrader, rest: Trader) -> None:
+        self.paper = paper
+        self.rest = rest
+
+    async def start(self) -> None:
+        await self.paper.start()
+        await self.rest.start()
+
+    async def close(self) -> None:
+        await self.rest.close()
+        await self.paper.close()
+
+    def on_book(self, market: str, book: OrderBook) -> None:
+        self.paper.on_book(market, book)
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        return await self.paper.place_order(request)
+
+    async def cancel_order(self, client_order_id: str) -> OrderReport:
+        return await self.paper.cancel_order(client_order_id)
+
+    async def order_status(self, client_order_id: str) -> OrderReport:
+        return await self.paper.order_status(client_order_id)
+
+    async def balances(self) -> Mapping[str, Decimal]:
+        return await self.paper.balances()
+
+    async def live_fees(self) -> Mapping[str, FeeSchedule]:
+        return await self.rest.live_fees()
+
+    def budgets(self) -> list[BudgetView]:
+        return self.rest.budgets()
 
 
 def _crosses(side: Side, level_price: Decimal, limit: Decimal) -> bool:

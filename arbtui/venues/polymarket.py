@@ -87,7 +87,7 @@ from arbtui.domain.money import ZERO
 from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, OrderStatus, Side, TimeInForce
 from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
-from arbtui.venues.live import LiveVenue, PaperTrader
+from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees
 from arbtui.venues.polymarket_book import PolymarketBooks
 from arbtui.venues.ratelimit import BudgetView, RateBudget
 from arbtui.venues.secrets import REQUIRED, Credentials, Secret, redact
@@ -1227,44 +1227,6 @@ def _text(payload: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-class PaperTraderWithVenueFees:
-    """Paper orders (:class:`PaperTrader`), but the account's fee rates read from the venue: paper mode
-    with complete credentials and ``live_fees``. Nothing is ever sent to the venue but reads."""
-
-    def __init__(self, paper: PaperTrader, venue_client: PolymarketTrader) -> None:
-        self.paper = paper
-        self.venue_client = venue_client
-
-    async def start(self) -> None:
-        await self.paper.start()
-        await self.venue_client.start()
-
-    async def close(self) -> None:
-        await self.venue_client.close()
-        await self.paper.close()
-
-    def on_book(self, market: str, book: OrderBook) -> None:
-        self.paper.on_book(market, book)
-
-    async def place_order(self, request: OrderRequest) -> OrderReport:
-        return await self.paper.place_order(request)
-
-    async def cancel_order(self, client_order_id: str) -> OrderReport:
-        return await self.paper.cancel_order(client_order_id)
-
-    async def order_status(self, client_order_id: str) -> OrderReport:
-        return await self.paper.order_status(client_order_id)
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.paper.balances()
-
-    async def live_fees(self) -> Mapping[str, FeeSchedule]:
-        return await self.venue_client.live_fees()
-
-    def budgets(self) -> list[BudgetView]:
-        return self.venue_client.budgets()
-
-
 # ------------------------------------------------------------------------------------------------
 # The builder's entry point
 # ------------------------------------------------------------------------------------------------
@@ -1297,7 +1259,7 @@ def build_venue(
     def fees(market: str) -> FeeSchedule:
         return holder[0].fees(market) if holder else vc.fees
 
-    trader: PolymarketTrader | PaperTrader | PaperTraderWithVenueFees
+    trader: PolymarketTrader | PaperTrader | PaperWithLiveFees
     if live:
         trader = PolymarketTrader(
             vc.name,
@@ -1315,7 +1277,7 @@ def build_venue(
             vc.name, listings, markets, feed.book, fees, real.paper_balances, clock, real.paper_latency_ms
         )
         if complete and real.live_fees:
-            trader = PaperTraderWithVenueFees(
+            trader = PaperWithLiveFees(
                 trader, PolymarketTrader(vc.name, listings, markets, real, credentials, clock, fees, feed.tick)
             )
     venue = LiveVenue(

@@ -23,7 +23,7 @@ from arbtui.venues.connection import NullLink
 from arbtui.venues.kraken import (
     KrakenFeed,
     KrakenTrader,
-    PaperTraderWithLiveFees,
+    PaperWithLiveFees,
     _Kind,
     _order_status,
     api_sign,
@@ -346,7 +346,7 @@ def test_build_venue_paper_live_and_paper_with_live_fees() -> None:
     assert isinstance(paper.feed, KrakenFeed) and paper.feed.depth == 10
 
     with_fees = build_venue(venue_config(), [BTC], MARKETS, clock, credentials(), live=False, tap=None)
-    assert isinstance(with_fees.trader, PaperTraderWithLiveFees)  # fees from Kraken, orders on paper
+    assert isinstance(with_fees.trader, PaperWithLiveFees)  # fees from Kraken, orders on paper
     no_fees = build_venue(venue_config(live_fees=False), [BTC], MARKETS, clock, credentials(), live=False, tap=None)
     assert isinstance(no_fees.trader, PaperTrader)
 
