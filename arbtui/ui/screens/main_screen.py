@@ -464,7 +464,10 @@ class MainScreen(Screen[None]):
                 f"({spread.net_bps:+} bp net). enter confirms, s simulates",
                 style="bold",
             )
-        detail = self.query_one("#spread-detail", Static)
+        try:
+            detail = self.query_one("#spread-detail", Static)
+        except NoMatches:  # the screen is being torn down while a timed flush runs
+            return
         if getattr(detail, "_last", None) != text.plain:
             detail._last = text.plain  # type: ignore[attr-defined]
             detail.update(text, layout=False)  # one line: no re-layout
