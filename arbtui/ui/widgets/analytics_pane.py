@@ -89,6 +89,7 @@ class _Figures:
     slippage: tuple[int, ...]  # counts per _SLIP_BUCKETS
     venues: tuple[_VenueRow, ...]
     markets: tuple[_MarketRow, ...]
+    limits: tuple[tuple[str, str, str], ...] = ()  # real venues: (venue, taker fee and its source, budgets)
 
 
 class AnalyticsPane(ScrollView, can_focus=True):
@@ -248,6 +249,15 @@ class AnalyticsPane(ScrollView, can_focus=True):
                     breaker.trips if breaker is not None else 0,
                 )
             )
+        limits: list[tuple[str, str, str]] = []
+        for name, real in engine.venues.items():  # real venues only: simulated ones have no budgets
+            budgets = getattr(real, "budgets", None)
+            source = getattr(real, "fee_source", None)
+            if not callable(budgets) or source is None:
+                continue
+            taker = real.fees(real.listings[0].market).taker_rate if real.listings else Decimal(0)
+            used = " ".join(f"{b.name.split(':', 1)[-1]} {b.used:g}/{b.limit:g}" for b in budgets())
+            limits.append((name, f"{taker * 100:.3f}% ({source})", used or "-"))
         markets: list[_MarketRow] = []
         for venue, market in self._listings():
             listing = engine.instruments.listing(venue, market)
@@ -275,6 +285,7 @@ class AnalyticsPane(ScrollView, can_focus=True):
             tuple(slip),
             tuple(venues),
             tuple(markets),
+            tuple(limits),
         )
 
     # --- drawing ------------------------------------------------------------------------------
@@ -394,7 +405,14 @@ class AnalyticsPane(ScrollView, can_focus=True):
             row.append(f" {_qty(m.bid_qty, m.qty_places)}/{_qty(m.ask_qty, m.qty_places)}")
             market_lines.append(row)
 
-        body = [stats, slip, *venue_lines, *integrity_lines, *market_lines]
+        limit_lines: list[Text] = []
+        if f.limits:  # taker fee in force (venue = the account's live rate) and rate budgets, used/limit
+            limit_head = Text(no_wrap=True)
+            limit_head.append("venue".ljust(name_w) + " taker fee          budgets used/limit", title)
+            limit_lines.append(limit_head)
+            for name, fee, used in f.limits:
+                limit_lines.append(Text(f"{name[:name_w].ljust(name_w)} {fee.ljust(18)} {used}", no_wrap=True))
+        body = [stats, slip, *venue_lines, *integrity_lines, *market_lines, *limit_lines]
         base = 1 + 2 + len(body)  # head, one row per PnL series, the rest
         rows = min(PLOT_ROWS_MAX, 1 + max(0, height - base) // 2)
         plot_w = max(0, width - LABEL_W)
