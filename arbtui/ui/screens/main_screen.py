@@ -135,7 +135,7 @@ class MainScreen(Screen[None]):
         """The screen's widget of this kind, looked up once: the panes are composed once and never
         replaced, and the flush and the bindings' checks ask for them ten times a second."""
         found = self._widgets.get(kind)
-        if found is None:
+        if found is None or not found.is_attached:  # (being torn down: NoMatches, as a query says)
             found = self._widgets[kind] = self.query_one(kind)  # raises NoMatches before compose
         assert isinstance(found, kind)
         return found
