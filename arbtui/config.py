@@ -166,6 +166,7 @@ class ExecutionConfig:
     breaker_failure_rate: Decimal = Decimal("0.5")
     breaker_min_samples: int = 10
     legs: str = "parallel"  # "parallel": both entry legs leave together; "sequential": the 2nd after the 1st's answer
+    quote_ttl_ms: int = 2000  # a quote shown to the operator can be confirmed for this long, then it refuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -716,6 +717,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             "breaker_failure_rate",
             "breaker_min_samples",
             "legs",
+            "quote_ttl_ms",
         },
     )
     ms = _int(min_value=1, max_value=600_000)
@@ -745,6 +747,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             et, "execution", "breaker_min_samples", _int(min_value=1, max_value=10_000), ed.breaker_min_samples
         ),
         legs=r.get(et, "execution", "legs", _str(LEG_MODES), ed.legs),
+        quote_ttl_ms=r.get(et, "execution", "quote_ttl_ms", ms, ed.quote_ttl_ms),
     )
     ud = UIConfig()
     ut = r.table(top.get("ui", {}), "ui", {"refresh_hz", "book_depth"})

@@ -43,6 +43,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "breaker_failure_rate": "0.5",
         "breaker_min_samples": 10,
         "legs": "parallel",
+        "quote_ttl_ms": 2000,
     },
     "ui": {"refresh_hz": 10, "book_depth": 10},
     "venues": {
