@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import sqlite3
 import string
@@ -62,6 +63,133 @@ TERMINAL_STATES = ("completed", "unwound", "broken", "aborted")
 
 def default_journal_path() -> Path:
     """``$XDG_DATA_HOME/arbtui/journal.sqlite`` (``~/.local/share/arbtui/journal.sqlite``)."""
+# Which SQLite files are arbtui journals. ``PRAGMA application_id`` (the header's 4 bytes at offset 68)
+# says which program a database belongs to; ``PRAGMA user_version`` is the journal's schema version.
+# arbtui writes its schema into a file only when it is new (empty), already stamped as arbtui's, or
+# an arbtui journal from before the stamp (application_id 0 with arbtui's tables and a meta tag);
+# any other database, which belongs to some other program, is refused and left untouched.
+APPLICATION_ID = 0x41524254  # "ARBT"
+SCHEMA_VERSION = 1  # bump (with a MIGRATIONS entry when SCHEMA alone cannot upgrade) on a schema change
+MIGRATIONS: dict[int, str] = {}  # version -> SQL run after SCHEMA to bring a journal from version - 1 to it
+# The tables of the first journals (before the stamp): a database must have all of them, and no
+# table SCHEMA does not make, to be adopted as an arbtui journal.
+_LEGACY_TABLES = frozenset({"meta", "runs", "pairs", "legs", "fills", "transitions", "actions"})
+
+
+class JournalError(Exception):
+    """A path that cannot hold arbtui's journal; ``str()`` names the path and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def prepare_journal(path: Path) -> None:
+    """Check that ``path`` can hold arbtui's journal, creating or stamping it as :meth:`Journal.open`
+    would; raise :class:`JournalError` naming the path otherwise. The command line calls this before
+    anything starts, so a bad journal path is a clear error rather than a failed engine."""
+    connect_journal(path).close()
+
+
+def connect_journal(path: Path) -> sqlite3.Connection:
+    """A connection to the arbtui journal at ``path`` (validated, stamped and on the current schema),
+    in autocommit mode; raises :class:`JournalError` for anything that is not arbtui's journal, and
+    then writes nothing into the file."""
+    _check_location(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(path, f"cannot create its folder: {exc.strerror}") from None
+    existed = path.exists()
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(path, f"cannot {'open' if existed else 'create'} the file ({exc})") from None
+    try:
+        version = _inspect(conn, path)
+        steps = "".join(MIGRATIONS.get(v, "") for v in range(version + 1, SCHEMA_VERSION + 1))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # One transaction: a crash leaves either the old file or a complete, stamped journal.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{SCHEMA}\n{steps}\nPRAGMA application_id={APPLICATION_ID};\n"
+            f"PRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
+        )
+    except sqlite3.Error as exc:
+        conn.close()
+        raise JournalError(path, _sqlite_reason(exc)) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_location(path: Path) -> None:
+    if path.is_dir():
+        raise JournalError(path, "is a folder; expected the journal's file, e.g. FOLDER/journal.sqlite")
+    if path.exists() and not path.is_file():
+        raise JournalError(path, "is not a regular file (a device such as /dev/null cannot hold a journal)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise JournalError(path, f"{folder} is a file, not a folder")
+    # SQLite's WAL mode keeps -wal and -shm files beside the journal: the folder must be writable too.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise JournalError(path, f"the folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise JournalError(path, "the file is read-only")
+
+
+def _inspect(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version of the arbtui journal open on ``conn`` (0: new or from before the stamp);
+    raises :class:`JournalError` for a damaged file or another program's database. Reads only."""
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        check = conn.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.Error as exc:
+        raise JournalError(path, _sqlite_reason(exc)) from None
+    if check is None or check[0] != "ok":
+        raise JournalError(path, "the SQLite file is damaged (truncated or corrupt); move it aside to start a new one")
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                path, f"written by a newer arbtui (journal schema {version}; this one reads up to {SCHEMA_VERSION})"
+            )
+        return version
+    foreign = "not an arbtui journal but some other program's SQLite database"
+    if app_id != 0:
+        raise JournalError(path, f"{foreign} (application_id {app_id:#010x}); arbtui leaves it untouched")
+    if not tables and version == 0:
+        return 0  # new
+    known = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA)) | {"sqlite_sequence"}
+    if _LEGACY_TABLES <= tables <= known and version == 0:
+        try:
+            tag = conn.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+        except sqlite3.Error:
+            tag = None
+        if tag is not None:
+            return 0  # an arbtui journal from before the stamp: adopted
+    shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    raise JournalError(path, f"{foreign} (tables: {shown or 'none'}); arbtui leaves it untouched")
+
+
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_NOTADB":
+        return "not an SQLite database (another kind of file, or corrupt); arbtui leaves it untouched"
+    if name == "SQLITE_CORRUPT":
+        return "the SQLite file is damaged (truncated or corrupt); move it aside to start a new one"
+    if name.startswith("SQLITE_READONLY"):
+        return "the file or its folder is read-only"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return "cannot open it (a folder that cannot be written, or not a file?)"
+    return f"cannot use it as a journal: {exc}"
+
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "arbtui" / "journal.sqlite"
 
@@ -119,13 +247,7 @@ class Journal:
 
     async def open(self, started_ns: int, version: str, mode: str) -> None:
         def connect() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(SCHEMA)
-            self._conn = conn
+            self._conn = connect_journal(self.path)  # refuses (JournalError) what is not arbtui's journal
 
         await asyncio.get_running_loop().run_in_executor(self._pool, connect)
 
