@@ -29,6 +29,13 @@ fills (as maker) when the market makers' quotes trade through it. What trades is
 and the next ``l2_data`` frame says so. Balances are checked (a buy needs ``size * limit * (1 +
 taker fee)`` of the quote, a sell its size of the base) and moved by every fill.
 
+Faults on demand: ``drop_connections``, ``skip_frames``, ``corrupt_frames``, ``send_garbage``,
+``fail_requests``, ``hang_requests``, ``lose_replies`` and ``arrive_late``
+(:mod:`arbtui.sim.loopback.late`): the create reply is lost and the order does not exist (List Orders
+does not list it, Get Order answers 404, as for any unknown order) until ``delay_s`` later on the
+server's clock, when it is created as if the request had just arrived and trades or rests like any
+order. Advanced Trade has no field that makes the venue refuse an IOC that arrives late.
+
 Loopback assumptions where the real venue's behaviour is unverified: an IOC/FOK remainder ends
 ``CANCELLED``; a repeated ``client_order_id`` answers the existing order instead of creating one;
 error frame and 401 bodies are plausible shapes, not copies.
@@ -57,8 +64,10 @@ from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from arbtui.domain.clock import Clock, LiveClock
 from arbtui.domain.orders import Side, TimeInForce
 from arbtui.sim.loopback.book_generator import BookGenerator, LoopbackMarket
+from arbtui.sim.loopback.late import LateArrival, LateArrivals, Placement
 from arbtui.sim.matching import MatchingBook, Trade
 
 log = logging.getLogger(__name__)
@@ -165,7 +174,9 @@ class LoopbackCoinbase:
         seed: int = 0,
         interval_ms: int = 50,
         balances: Mapping[str, Decimal] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock: Clock = clock or LiveClock()
         self._markets: dict[str, _Market] = {}
         for symbol, spec in markets.items():
             base, _, quote = symbol.partition("-")
@@ -224,6 +235,7 @@ class LoopbackCoinbase:
         self._fail: list[int] = []
         self._hang = 0
         self._lose = 0
+        self._late = LateArrivals(self._clock, "coinbase-loopback")
         # what happened, for tests
         self.subscriptions = 0
         self.ws_jwts_verified = 0
@@ -266,6 +278,7 @@ class LoopbackCoinbase:
 
     async def stop(self) -> None:
         self._stopping.set()  # releases hung and lost requests
+        await self._late.close()  # late orders still in flight never arrive
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.cancel()
@@ -322,6 +335,16 @@ class LoopbackCoinbase:
 
     def lose_replies(self, n: int = 1) -> None:
         self._lose += n
+
+    def arrive_late(self, delay_s: float, n: int = 1) -> None:
+        """The next ``n`` order creates arrive ``delay_s`` late (server clock): their replies never come,
+        the order is unknown until then, and then it is created and trades as if just sent."""
+        self._late.arm(n, delay_s)
+
+    @property
+    def late_arrivals(self) -> list[LateArrival]:
+        """Every create the late-arrival fault held back, and what became of it."""
+        return self._late.records
 
     def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         return self._markets[symbol].matching.snapshot()
@@ -590,6 +613,23 @@ class LoopbackCoinbase:
             return _bad("body is not JSON")
         if not isinstance(body, dict):
             return _bad("body must be a JSON object")
+        delay = self._late.take()
+        if delay is not None:
+            cid = body.get("client_order_id")
+            self._late.schedule(delay, cid if isinstance(cid, str) else None, lambda: self._late_create(body))
+            await self._stopping.wait()  # the reply is lost; the order arrives later (or never)
+            raise web.HTTPServiceUnavailable()
+        return self._create(body)
+
+    def _late_create(self, body: dict[str, Any]) -> Placement:
+        """The create of a request that arrives only now (the late-arrival fault)."""
+        answer = orjson.loads(self._create(body).body)  # type: ignore[arg-type]  # _json bodies are bytes
+        if answer.get("success") is True:
+            return str(answer["order_id"]), None
+        error = answer.get("error_response") or answer
+        return None, str(error.get("error") or error.get("message") or "refused")
+
+    def _create(self, body: dict[str, Any]) -> web.Response:
         cid, product, side_s, cfg = (
             body.get(k) for k in ("client_order_id", "product_id", "side", "order_configuration")
         )
@@ -641,7 +681,7 @@ class LoopbackCoinbase:
             config=dict(cfg_body),
             size=size,
             limit=limit,
-            created_ns=time.time_ns(),
+            created_ns=self._clock.now_ns(),
         )
         self._orders[order.order_id] = order
         self._by_client[cid] = order.order_id
@@ -700,7 +740,7 @@ class LoopbackCoinbase:
     def _fill(self, order: _Order, price: Decimal, qty: Decimal, *, taker: bool) -> None:
         m = self._markets[order.product_id]
         fee = price * qty * (self.taker_fee_rate if taker else self.maker_fee_rate)
-        now = time.time_ns()
+        now = self._clock.now_ns()
         order.filled += qty
         order.filled_value += price * qty
         order.fees += fee

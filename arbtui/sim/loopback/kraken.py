@@ -29,9 +29,15 @@ resting orders are never matched by our own takers (Kraken's self-trade preventi
 of them; here the taker simply skips them).
 
 Faults on demand (:meth:`LoopbackKraken.drop_connections`, ``skip_frames``, ``corrupt_frames``,
-``send_garbage``, ``fail_requests``, ``hang_requests``, ``lose_replies``) let tests break exactly one
-thing. Extras beyond the uniform loopback API: ``pause_market``/``resume_market`` (freeze the random
-walk so a test can compare books), ``set_balance`` (move the account's funds behind a client's back),
+``send_garbage``, ``fail_requests``, ``hang_requests``, ``lose_replies``, ``arrive_late``) let tests
+break exactly one thing. ``arrive_late`` (:mod:`arbtui.sim.loopback.late`): the AddOrder reply is
+lost and the order does not exist (``OpenOrders`` / ``ClosedOrders`` by ``cl_ord_id`` list nothing,
+as for any unknown id) until ``delay_s`` later on the server's clock, when ``AddOrder`` runs as if the
+request had just arrived: its ``deadline`` is checked then (``EService:Deadline elapsed``: never
+placed), and otherwise it trades or rests like any order (``late_arrivals`` says what became of each).
+
+Extras beyond the uniform loopback API: ``pause_market``/``resume_market`` (freeze the random walk so
+a test can compare books), ``set_balance`` (move the account's funds behind a client's back),
 ``fail_requests(..., method=...)``/``hang_requests(..., method=...)`` (aim a fault at one endpoint),
 ``requests`` (private requests received, by method), ``replies_withheld`` / ``requests_hung`` (so a
 test can wait for the fault to have happened rather than for a fixed time) and ``orders`` (every
@@ -70,6 +76,7 @@ from arbtui.domain.book import Level
 from arbtui.domain.clock import Clock, LiveClock
 from arbtui.domain.money import ZERO, precision_of
 from arbtui.sim.loopback.book_generator import BookGenerator, LoopbackMarket
+from arbtui.sim.loopback.late import LateArrival, LateArrivals, Placement
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +323,7 @@ class LoopbackKraken:
         self._conns: set[_Conn] = set()
         self._conn_numbers = itertools.count(1)
         self._faults: list[_Fault] = []
+        self._late = LateArrivals(self._clock, "kraken-loopback")
         self._skip = 0
         self._corrupt = 0
         self._paused = False
@@ -358,6 +366,7 @@ class LoopbackKraken:
 
     async def stop(self) -> None:
         self._stopping.set()  # releases hung requests and lost replies
+        await self._late.close()  # late orders still in flight never arrive
         if self._publisher is not None:
             self._publisher.cancel()
             await asyncio.wait({self._publisher})
@@ -424,6 +433,16 @@ class LoopbackKraken:
     def lose_replies(self, n: int = 1) -> None:
         """The next ``n`` AddOrder requests are executed but their replies never come."""
         self._faults.append(_Fault("lose", n, 0, "AddOrder"))
+
+    def arrive_late(self, delay_s: float, n: int = 1) -> None:
+        """The next ``n`` AddOrder requests arrive ``delay_s`` late (server clock): their replies never
+        come, the order is unknown until then, and then ``AddOrder`` runs (its ``deadline`` checked)."""
+        self._late.arm(n, delay_s)
+
+    @property
+    def late_arrivals(self) -> list[LateArrival]:
+        """Every request the late-arrival fault held back, and what became of it."""
+        return self._late.records
 
     def pause_market(self) -> None:
         """Stop the random walk (orders still trade and are published)."""
@@ -689,14 +708,21 @@ class LoopbackKraken:
                 return web.Response(status=fault.status, text=f"{fault.status} Server Error (loopback fault)")
             return _error(["EGeneral:Internal error"], status=fault.status)
         body = await request.read()
+        late: int | None = None
         try:
             form = self._authenticate(request, method, body)
             handler = self._methods().get(method)
             if handler is None:
                 raise KrakenError("EGeneral:Unknown method", status=404)
-            result = handler(form)
+            late = self._late.take() if method == "AddOrder" else None
+            if late is None:
+                result = handler(form)
         except KrakenError as exc:
             return _error(exc.errors, status=exc.status)
+        if late is not None:
+            self._late.schedule(late, form.get("cl_ord_id") or None, lambda: self._late_add_order(form))
+            await self._stopping.wait()  # the reply is lost; the order arrives later (or never)
+            return web.Response(status=503, text="shutting down")
         if method == "AddOrder":
             lost = self._take_fault(method, ("lose",))
             if lost is not None:
@@ -749,6 +775,15 @@ class LoopbackKraken:
         }
 
     # --- trading -----------------------------------------------------------------------------
+    def _late_add_order(self, form: dict[str, str]) -> Placement:
+        """AddOrder for a request that arrives only now (the late-arrival fault)."""
+        try:
+            result = self._add_order(form)
+        except KrakenError as exc:
+            return None, "; ".join(exc.errors)
+        txids = result.get("txid") or [None]
+        return txids[0], None
+
     def _add_order(self, form: dict[str, str]) -> dict[str, Any]:
         now = self._clock.now_ns()
         for name in ("ordertype", "type", "volume", "pair"):

@@ -34,7 +34,15 @@ collateral and token balances are kept and checked (resting orders reserve them)
 Faults on demand, each for the next ``n`` frames or requests: :meth:`drop_connections`,
 :meth:`skip_frames`, :meth:`corrupt_frames` (a wrong ``best_bid``), :meth:`send_garbage`,
 :meth:`fail_requests`, :meth:`hang_requests`, :meth:`lose_replies` (the order is executed, the reply
-never comes).
+never comes), :meth:`arrive_late` (:mod:`arbtui.sim.loopback.late`: the reply never comes and the order
+does not exist until ``delay_s`` later on the server's clock, when it is placed as if just sent and
+trades or rests like any order).
+
+``GET /data/order/<id>`` for an order the venue does not have answers HTTP 200 with a JSON ``null``
+body: py-clob-client's ``get`` raises on any status but 200 and returns the parsed body, and its
+``get_order`` is reported to "not return anything" for such an order (Polymarket/py-clob-client#217,
+where the order was a matched FAK: a real venue may not list matched orders there at all, which this
+loopback does not model).
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ from arbtui.domain.clock import NS_PER_S, Clock, LiveClock
 from arbtui.domain.money import ZERO
 from arbtui.domain.orders import Side, TimeInForce
 from arbtui.sim.loopback.book_generator import BookGenerator, LoopbackMarket
+from arbtui.sim.loopback.late import LateArrival, LateArrivals, Placement
 from arbtui.sim.matching import MatchingBook, MatchResult, Trade
 from arbtui.venues.polymarket import (
     ORDER_VERSION_MISMATCH,
@@ -264,6 +273,7 @@ class LoopbackPolymarket:
         self.replies_lost = 0
         self._skip = self._corrupt = self._garbage = self._hang = self._lose = 0
         self._fail: list[int] = []
+        self._late = LateArrivals(self._clock, "polymarket-loopback")
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -296,6 +306,7 @@ class LoopbackPolymarket:
 
     async def stop(self) -> None:
         self._stopping.set()  # hung and lost requests answer now
+        await self._late.close()  # late orders still in flight never arrive
         task, self._publisher = self._publisher, None
         if task is not None:
             task.cancel()
@@ -351,6 +362,16 @@ class LoopbackPolymarket:
 
     def lose_replies(self, n: int = 1) -> None:
         self._lose += n
+
+    def arrive_late(self, delay_s: float, n: int = 1) -> None:
+        """The next ``n`` ``POST /order`` requests arrive ``delay_s`` late (server clock): their replies
+        never come, the order is unknown until then, and then it is placed as if just sent."""
+        self._late.arm(n, delay_s)
+
+    @property
+    def late_arrivals(self) -> list[LateArrival]:
+        """Every order the late-arrival fault held back, and what became of it."""
+        return self._late.records
 
     # --- inspection --------------------------------------------------------------------------
     def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -595,6 +616,11 @@ class LoopbackPolymarket:
         if denied is not None:
             return denied
         self.orders_received += 1
+        delay = self._late.take()
+        if delay is not None:
+            self._late.schedule(delay, self._hash_of(body), lambda: self._late_place(request, body))
+            await self._stopping.wait()  # the reply is lost; the order arrives later (or never)
+            return _error(503, "shutting down")
         response = self._place(request, body)
         if self._lose:
             self._lose -= 1
@@ -602,6 +628,24 @@ class LoopbackPolymarket:
             await self._stopping.wait()  # executed, but the reply is lost
             return _error(503, "shutting down")
         return response
+
+    def _hash_of(self, body: str) -> str | None:
+        """The order hash (the id a client looks a late order up by), if the body is readable."""
+        try:
+            order = json.loads(body)["order"]
+            version = _wire_version(order)
+            if version == 1:
+                return order_hash_v1(order, self.chain_id, self.neg_risk)
+            return order_hash_v2(order, self.chain_id, self.neg_risk) if version == 2 else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _late_place(self, request: web.Request, body: str) -> Placement:
+        """``POST /order`` for a request that arrives only now (the late-arrival fault)."""
+        answer = orjson.loads(self._place(request, body).body)  # type: ignore[arg-type]  # _json bodies are bytes
+        if isinstance(answer, dict) and answer.get("success") is True:
+            return str(answer["orderID"]), None
+        return None, str(answer.get("error") if isinstance(answer, dict) else answer)
 
     def _place(self, request: web.Request, body: str) -> web.Response:
         try:
@@ -788,7 +832,7 @@ class LoopbackPolymarket:
             return denied
         order = self._orders.get(request.match_info["order_id"])
         if order is None:
-            return _error(404, "order not found")
+            return _json(None)  # the venue's answer for an order it does not have (module docstring)
         return _json(
             {
                 "id": order.order_id,
@@ -838,4 +882,3 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
     exc = task.exception()
     if exc is not None:
         log.error("loopback polymarket task failed", exc_info=exc)
-
