@@ -45,6 +45,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "legs": "parallel",
         "quote_ttl_ms": 2000,
     },
+    "account": {
+        "balance_refresh_s": 30,
+        "balance_retries": 3,
+        "balance_backoff_ms": 500,
+        "balance_timeout_ms": 5000,
+        "drift_tolerance": "0.01",
+    },
     "ui": {"refresh_hz": 10, "book_depth": 10},
     "venues": {
         "kraken": {

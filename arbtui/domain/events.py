@@ -130,4 +130,42 @@ class EngineStopped(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class BalancesRefreshed(Event):
+    """One attempt to read a venue's balances, good or failed.
+
+    ``stale_since_ns`` is None while the venue's balances are fresh; once an attempt fails it is
+    the time of the last good refresh (or of the first failed attempt, if none ever succeeded), and
+    new pairs on the venue are refused with ``BALANCE_STALE`` until a refresh succeeds.
+    """
+
+    venue: str
+    ok: bool
+    stale_since_ns: int | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDrifted(Event):
+    """A venue's balance of an asset moved by more (or less) than the fills explain, on two
+    refreshes in a row with no pair in flight there: new pairs on that venue and asset are refused
+    (``POSITION_DRIFT``) until it goes away. Amounts are changes since the reconciler's baseline."""
+
+    venue: str
+    asset: str
+    expected: Decimal  # what the engine's fills say the balance moved by
+    actual: Decimal  # what the venue's balance moved by
+    difference: Decimal  # actual - expected
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDriftCleared(Event):
+    """A drifted position agrees with the fills again (or the operator re-based it)."""
+
+    venue: str
+    asset: str
+    difference: Decimal  # what is left of it (within the tolerance), or the drift re-based away
+    detail: str = ""
+
+
 SpreadEvent = SpreadChanged | OpportunityDetected | OpportunityUpdated | OpportunityExpired

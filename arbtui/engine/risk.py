@@ -6,10 +6,15 @@ failure wins:
 - ``HALTED``: the kill switch is engaged.
 - ``EDGE_GONE``: the opportunity no longer pays (or never existed).
 - ``MARKET_BLOCKED``: a BROKEN pair on this market has not been resolved by the operator.
+- ``POSITION_DRIFT``: a venue's balance of an asset the pair trades there (base or quote) moved
+  unexplained by fills (position reconciliation, :mod:`arbtui.engine.inventory`); cleared when the
+  balance agrees with the fills again.
 - ``BREAKER_TRIPPED``: a venue of the pair has its circuit breaker tripped.
 - ``BOOK_STALE`` / ``BOOK_CROSSED``: a book is older than ``risk.max_book_age_ms`` or crossed.
 - ``MIN_NET_EDGE``: the net edge is below the configured minimum.
 - ``MAX_NOTIONAL``: a leg's notional at its limit price exceeds ``risk.max_notional``.
+- ``BALANCE_STALE``: a venue's balances could not be refreshed (every retry failed): sizing
+  against them would trust figures that may be wrong; cleared by the next good refresh.
 - ``BALANCE``: a venue lacks the quote (buy, fees included) or base (sell) the leg needs, after
   what pairs in flight already hold.
 - ``EXPOSURE_VENUE`` / ``EXPOSURE_MARKET``: open exposure would exceed its limit.
@@ -55,6 +60,9 @@ class RiskState:
     pairs_in_flight: int
     realized_today: Decimal
     keys_in_flight: frozenset[str] = frozenset()
+    # From the account guard (position reconciliation and balance refreshes, arbtui.engine.inventory):
+    blocked_assets: frozenset[tuple[str, str]] = frozenset()  # (venue, asset) whose position drifted
+    stale_venues: frozenset[str] = frozenset()  # venues whose balances could not be refreshed
 
 
 def check_pair(
@@ -74,6 +82,13 @@ def check_pair(
         return Refusal("EDGE_GONE", "the opportunity no longer pays after fees and slippage")
     if spread.group in state.blocked_groups:
         return Refusal("MARKET_BLOCKED", f"a BROKEN pair on {spread.group} is unresolved")
+    if state.blocked_assets:
+        for leg in spread.legs:
+            for asset in assets(leg.market):
+                if (leg.venue, asset) in state.blocked_assets:
+                    return Refusal(
+                        "POSITION_DRIFT", f"{leg.venue} {asset}: the balance moved unexplained by fills (see alarms)"
+                    )
     for leg in spread.legs:
         if leg.venue in state.tripped_venues:
             return Refusal("BREAKER_TRIPPED", f"{leg.venue}'s circuit breaker is tripped")
@@ -90,6 +105,9 @@ def check_pair(
         notional = leg.quantity * leg.vwap  # what the detector sized against the limit
         if notional > risk.max_notional:
             return Refusal("MAX_NOTIONAL", f"{leg.venue} leg notional {notional:.2f} exceeds {risk.max_notional}")
+    for leg in spread.legs:
+        if leg.venue in state.stale_venues:
+            return Refusal("BALANCE_STALE", f"{leg.venue}'s balances could not be refreshed; sizing refused")
     needs: dict[tuple[str, str], Decimal] = {}
     for leg in spread.legs:
         base, quote = assets(leg.market)
