@@ -3,13 +3,20 @@
 Every key is checked: an unknown key is an error (a typo must not silently fall back to a default),
 as is a wrong type or an impossible value (a negative fee, a tick of 0). Money is read as Decimal:
 write it as a string (``"0.0010"``) or a number; numbers go through their shortest decimal form,
-never through binary floating point arithmetic.
+never through binary floating point arithmetic. Every number is bounded so that no arithmetic on it can
+overflow: a decimal must be finite, within +/-1e18 (:data:`DECIMAL_LIMIT`) and have at most 18 decimal
+places (:data:`DECIMAL_PLACES`, a wei); an integer must fit in 63 bits unless its key says less.
+
+Venue URLs are parsed as the client libraries parse them (websockets for ``ws``/``wss``, aiohttp's yarl
+for ``http``/``https``): no user info, a host, and the plain scheme only when that host is a loopback
+address (127.0.0.0/8, ::1) or exactly ``localhost`` (see :func:`check_venue_url`).
 
 Secrets never live here. Venue keys come from the environment or a secrets file (later issues).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -23,6 +30,8 @@ from arbtui.domain.instruments import Instruments, Listing, Market, MarketKind
 from arbtui.domain.money import precision_of, to_decimal
 
 T = TypeVar("T")
+
+SEED_MAX = 2**64 - 1  # seeds are unsigned 64-bit integers
 
 DEFAULT_CONFIG_NAME = "config.toml"
 
@@ -318,16 +327,30 @@ def _describe(value: Any) -> str:
     return f"{names.get(type(value), type(value).__name__)} ({value!r})" if not isinstance(value, dict) else "a table"
 
 
+DECIMAL_LIMIT = Decimal("1e18")  # the largest magnitude of any decimal in a configuration
+DECIMAL_PLACES = 18  # the most decimal places of any decimal in a configuration
+INT_LIMIT = 2**63 - 1  # the largest magnitude of an integer whose key sets no tighter bound
+
+
 def _decimal(
     *, min_value: Decimal | None = None, positive: bool = False, max_value: Decimal | None = None
 ) -> Callable[[Any, str], Decimal]:
     def conv(value: Any, _path: str) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _Bad(f'expected a decimal number (e.g. "0.0010"), got {_describe(value)}')
+        if isinstance(value, str) and len(value) > 64:  # no decimal within the bounds needs more
+            raise _Bad(f"expected a decimal number of at most 64 characters, got a string of {len(value)}")
         try:
             d = to_decimal(value)
         except (ValueError, TypeError):
             raise _Bad(f'expected a decimal number (e.g. "0.0010"), got {_describe(value)}') from None
+        # Bounded before any arithmetic (copy_abs and comparisons never round): "1e999999999" is a
+        # valid Decimal that overflows the first sum it enters.
+        if d.copy_abs() > DECIMAL_LIMIT or _decimal_places(d) > DECIMAL_PLACES:
+            raise _Bad(
+                f"expected a finite decimal within +/-1e18 with at most {DECIMAL_PLACES} decimal places, "
+                f"got {_describe(value)}"
+            )
         if positive and d <= 0:
             raise _Bad(f"expected a number greater than 0, got {value!r}")
         if min_value is not None and d < min_value:
@@ -339,10 +362,22 @@ def _decimal(
     return conv
 
 
+def _decimal_places(d: Decimal) -> int:
+    """The decimal places ``d`` needs (trailing zeros do not count: "0.10" has one)."""
+    _, digits, exponent = d.as_tuple()
+    assert isinstance(exponent, int)  # finite: to_decimal refuses NaN and infinities
+    if not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing))
+
+
 def _int(*, min_value: int | None = None, max_value: int | None = None) -> Callable[[Any, str], int]:
     def conv(value: Any, _path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Bad(f"expected an integer, got {_describe(value)}")
+        if max_value is None and abs(value) > INT_LIMIT:
+            raise _Bad(f"expected an integer within +/-{INT_LIMIT} (63 bits), got {value}")
         if min_value is not None and value < min_value:
             raise _Bad(f"expected an integer >= {min_value}, got {value}")
         if max_value is not None and value > max_value:
@@ -415,21 +450,90 @@ def _read_sim_venue(r: _Reader, raw: Any, path: str) -> SimVenueConfig:
     )
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for a loopback IP address written as one (127.0.0.0/8, ::1) or exactly ``localhost``.
+
+    Spellings a resolver might also take for loopback (``127.1``, ``0x7f.1``, ``2130706433``,
+    ``localhost.``) are refused: nothing about a plain-text URL should depend on a resolver's leniency."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_venue_url(url: str, *, secure: str | None, plain: str) -> str:
+    """``url`` with its scheme in lower case, if arbtui may connect to it; else ValueError saying why.
+
+    The host is taken exactly as the client libraries take it (websockets' ``parse_uri`` for ``ws``
+    and ``wss``, yarl for ``http`` and ``https``, and the standard library's ``urlsplit``), and all
+    of them must agree: ``ws://127.0.0.1:@evil.example/`` has the host ``evil.example`` (the part
+    before ``@`` is user info). User info is refused in any venue URL (keys never travel in a URL);
+    the ``secure`` scheme may name any host, the ``plain`` one only a loopback host
+    (:func:`is_loopback_host`). ``secure`` None allows the plain scheme only.
+    """
+    import urllib.parse
+
+    import yarl
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("contains spaces or control characters")
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    allowed = (plain,) if secure is None else (secure, plain)
+    if not sep or scheme not in allowed:
+        raise ValueError(f"expected a {' or '.join(f'{s}://' for s in allowed)} URL")
+    url = f"{scheme}://{rest}"
+    no_user_info = "has user info (user@ or user:password@ before the host); venue URLs may not"
+    try:
+        split = urllib.parse.urlsplit(url)
+        if "@" in split.netloc:  # before the other parsers: their messages would echo a password
+            raise ValueError(no_user_info)
+        parsed = yarl.URL(url)
+        hosts = {split.hostname, parsed.host}
+        user_info = parsed.user is not None or parsed.password is not None
+        if scheme in ("ws", "wss"):
+            ws = parse_uri(url)
+            hosts.add(ws.host)
+            user_info = user_info or ws.user_info is not None
+        _ = split.port, parsed.port  # a port out of range raises here
+    except (InvalidURI, ValueError, TypeError) as exc:
+        if str(exc) == no_user_info:
+            raise
+        raise ValueError(f"is not a valid URL ({str(exc).replace(url, _shown_url(url))})") from None
+    if user_info:
+        raise ValueError(no_user_info)
+    names = {h.lower() for h in hosts if h}
+    if not names or not all(hosts):
+        raise ValueError("has no host")
+    if len(names) != 1:
+        raise ValueError(f"is read differently by the client libraries (hosts {', '.join(sorted(names))})")
+    host = next(iter(names))
+    if scheme == plain and not is_loopback_host(host):
+        raise ValueError(
+            f"uses plain {plain}:// to {host}, which is not a loopback address; plain text is for loopback test "
+            "servers only (127.0.0.1, ::1 or localhost)"
+        )
+    return url.rstrip("/")
+
+
 def _endpoint(schemes: tuple[str, str]) -> Callable[[Any, str], str]:
     """A venue URL: the secure scheme anywhere, the plain one only on loopback (test servers)."""
     secure, plain = schemes
 
     def conv(value: Any, _path: str) -> str:
-        if isinstance(value, str):
-            if value.startswith(f"{secure}://") and len(value) > len(secure) + 3:
-                return value.rstrip("/")
-            for host in ("127.0.0.1", "localhost", "[::1]"):
-                if value.startswith(f"{plain}://{host}:") or value.startswith(f"{secure}://{host}:"):
-                    return value.rstrip("/")
-        raise _Bad(
-            f"expected a {secure}:// URL (or {plain}://127.0.0.1:PORT for a loopback test server), got "
-            f"{_describe(value)}"
-        )
+        if not isinstance(value, str):
+            raise _Bad(f"expected a {secure}:// URL, got {_describe(value)}")
+        try:
+            return check_venue_url(value, secure=secure, plain=plain)
+        except ValueError as exc:
+            raise _Bad(
+                f"expected a {secure}:// URL (or {plain}://127.0.0.1:PORT for a loopback test server); "
+                f"{_shown_url(value)!r} {exc}"
+            ) from None
 
     return conv
 
@@ -507,16 +611,18 @@ def _read_venue(r: _Reader, name: str, raw: Any, path: str) -> VenueConfig | Non
 
 
 def _loopback_url(value: Any, _path: str) -> str:
-    if not isinstance(value, str) or not (
-        value.startswith("http://127.0.0.1:")
-        or value.startswith("http://localhost:")
-        or value.startswith("http://[::1]:")
-    ):
-        raise _Bad(
-            f"expected an http://127.0.0.1:PORT URL (simulated venues are reached on loopback only), got "
-            f"{_describe(value)}"
-        )
-    return value.rstrip("/")
+    expected = "expected an http://127.0.0.1:PORT URL (simulated venues are reached on loopback only)"
+    if not isinstance(value, str):
+        raise _Bad(f"{expected}, got {_describe(value)}")
+    try:
+        return check_venue_url(value, secure=None, plain="http")
+    except ValueError as exc:
+        raise _Bad(f"{expected}; {_shown_url(value)!r} {exc}") from None
+
+
+def _shown_url(url: str) -> str:
+    """``url`` for an error message: user info (which may hold a password) is replaced by ``***``."""
+    return re.sub(r"(://)[^/?#]*@", r"\1***@", url)
 
 
 def _read_listing(r: _Reader, venue: str, raw: Any, path: str, venues: set[str]) -> ListingConfig | None:
@@ -613,7 +719,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         {"mode", "seed", "venues", "markets", "detector", "risk", "ui", "execution", "trading", "account"},
     )
     mode = r.get(top, "", "mode", _str(MODES), "sim")
-    seed = r.get(top, "", "seed", _int(min_value=0), 7)
+    seed = r.get(top, "", "seed", _int(min_value=0, max_value=SEED_MAX), 7)
 
     venues: list[VenueConfig] = []
     vraw = top.get("venues", {})
@@ -821,9 +927,17 @@ def _refuse_secrets(r: _Reader, data: Any, path: str) -> None:
 def load_config(path: Path) -> Config:
     """Read and validate ``path``; a missing file, bad TOML or bad values raise :class:`ConfigError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            str(path), [f"not UTF-8 text (a TOML file must be UTF-8): line {line}, column {column}"]
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
