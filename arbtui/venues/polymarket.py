@@ -48,7 +48,12 @@ Unverified against the real venue (the loopback server implements these choices)
   signed; ``GET /fee-rate`` is still read as the taker rate);
 - ``GET /data/order/<id>`` sizes are read as decimal shares (recorded responses show ``"100.0000"``;
   an older doc page says 6-decimal fixed point) and statuses with or without the ``ORDER_STATUS_``
-  prefix; an unknown id is taken to answer 404 or an empty body;
+  prefix; an unknown id is taken to answer 404 or an empty body (py-clob-client's ``get`` raises on
+  any status but 200, and its ``get_order`` is reported to return nothing for such an order,
+  Polymarket/py-clob-client#217). That report concerns a *matched* FAK, found afterwards only
+  through the trades: so before an order the lookup does not show is called unknown, its trades are
+  looked for (``GET /data/trades?asset_id=..&after=..``, the trades of which it is the taker or a
+  maker); trades found mean it executed (a late arrival, or a lookup that omits matched orders);
 - ``makingAmount`` / ``takingAmount`` in the order reply are read as decimal amounts (USDC and
   shares), and a trade's ``price`` as the taker's execution price; fills after the reply are rebuilt
   from ``GET /data/trades?id=`` totals (falling back to the order's limit price, the worst case);
@@ -90,7 +95,7 @@ from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, T
 from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees
 from arbtui.venues.polymarket_book import PolymarketBooks
 from arbtui.venues.ratelimit import BudgetView, RateBudget
-from arbtui.venues.secrets import REQUIRED, Credentials, Secret, redact
+from arbtui.venues.secrets import REQUIRED, CredentialError, Credentials, Secret, is_token, redact
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +136,10 @@ ROUNDING: dict[Decimal, tuple[int, int, int]] = {
 _ORDER_TYPE = {TimeInForce.IOC: "FAK", TimeInForce.FOK: "FOK", TimeInForce.GTC: "GTC"}
 # The venue's words for an FOK / FAK that found nothing (enough) to match (py-clob-client, clob-client #68).
 _KILLED = ("fully filled or killed", "no orders found to match", "partially filled or killed")
+# GET /data/trades pagination (py-clob-client constants.END_CURSOR; the first cursor is "MA==").
+END_CURSOR = "LTE="
+TRADES_PAGES = 10  # pages of an order's token's trades read before an unlisted order is called unknown
+TRADES_LOOKBACK_S = 60  # its trades are looked for from this long before it was sent (clock skew)
 _ACTIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -388,6 +397,43 @@ def recover_order_signer(order_hash: str, signature: str) -> str:
     return str(Account._recover_hash(digest, signature=bytes.fromhex(signature.removeprefix("0x"))))
 
 
+# The order of secp256k1's group: a private key is an integer in [1, N - 1].
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def check_credentials(credentials: Credentials) -> None:
+    """Refuse, before anything connects, keys that cannot be Polymarket's (:class:`CredentialError`
+    naming the field, never the value): ``private_key`` is the wallet's secp256k1 key as 64 hex digits
+    (``0x`` optional), ``api_secret`` url-safe base64 (it keys the L2 HMAC), and ``api_key`` and
+    ``api_passphrase`` go as headers as they are."""
+    key = credentials.get("private_key")
+    if key is not None:
+        text = key.reveal().strip().removeprefix("0x")
+        hint = " (that is the length of an address, not of a key)" if len(text) == 40 else ""
+        if len(text) != 64:
+            raise CredentialError(
+                "private_key", f"expected 64 hex digits (32 bytes, 0x optional), got {len(text)} characters{hint}"
+            )
+        try:
+            value = int(text, 16)
+        except ValueError:
+            raise CredentialError("private_key", "expected 64 hex digits (32 bytes, 0x optional): not hex") from None
+        if not 0 < value < SECP256K1_N:
+            raise CredentialError("private_key", "not a valid secp256k1 private key (out of range)")
+    secret = credentials.get("api_secret")
+    if secret is not None:
+        try:
+            raw = base64.b64decode(secret.reveal().strip(), altchars=b"-_", validate=True)
+        except (ValueError, TypeError):
+            raw = b""
+        if not raw:
+            raise CredentialError("api_secret", "not url-safe base64 (expected the secret the CLOB API returned)")
+    for name in ("api_key", "api_passphrase"):
+        value_ = credentials.get(name)
+        if value_ is not None and not is_token(value_.reveal()):
+            raise CredentialError(name, "expected one line without spaces, as the CLOB API returned it")
+
+
 def address_of(private_key: str) -> str:
     """The address of a private key (``POLY_ADDRESS``)."""
     from eth_account import Account
@@ -609,6 +655,7 @@ class _Order:
     taker: tuple[Decimal, Decimal] = (ZERO, ZERO)
     maker: tuple[Decimal, Decimal] = (ZERO, ZERO)
     fee: Decimal = ZERO
+    sent_s: int | None = None  # when this process sent it (unix seconds); None when recalled after a restart
 
     @property
     def filled(self) -> Decimal:
@@ -785,6 +832,7 @@ class PolymarketTrader:
             )
             body = signed.body(self._api_key.reveal(), _ORDER_TYPE[request.time_in_force])
             order.sent = True  # from here on the venue may have it: only the venue can say what happened
+            order.sent_s = self._clock.now_ns() // NS_PER_S
             status, payload = await self._request("POST", "/order", body=body)
             if retried or not _version_mismatch(payload):
                 break
@@ -800,8 +848,13 @@ class PolymarketTrader:
                 break
             if now == version:
                 break
-            log.warning("%s: order %s: the CLOB moved from V%s to V%s orders; signing again", self._venue,
-                        request.client_order_id, version, now)
+            log.warning(
+                "%s: order %s: the CLOB moved from V%s to V%s orders; signing again",
+                self._venue,
+                request.client_order_id,
+                version,
+                now,
+            )
             version = now
             order.sent, order.order_id = False, None
         self._apply_reply(order, status, payload)
@@ -1060,6 +1113,8 @@ class PolymarketTrader:
         assert order.order_id is not None
         status, payload = await self._request("GET", f"/data/order/{order.order_id}")
         if status == 404 or (status == 200 and not payload):
+            if await self._executed_unlisted(order):
+                return
             cid = order.request.client_order_id
             raise UnknownOrder(self._venue, f"the venue has no order {order.order_id} ({cid})")
         if status != 200 or not isinstance(payload, dict):
@@ -1099,6 +1154,52 @@ class PolymarketTrader:
                 order.status, order.reason = OrderStatus.REJECTED, "the venue marked the order invalid"
         else:
             raise VenueError(self._venue, f"unexpected order status {redact(venue_status)!r}", retryable=True)
+
+    async def _executed_unlisted(self, order: _Order) -> bool:
+        """The order lookup does not show ``order``: True (and the order brought up to date) if its trades
+        show it executed after all; False if it has none (it is unknown: not arrived, or never sent).
+
+        Its trades are those of its token since shortly before it was sent (all of them for an order
+        recalled after a restart) in which it is the taker or one of the makers. An order that traded
+        but is not listed is done: FILLED, or (its remainder no longer anywhere) finished."""
+        oid = (order.order_id or "").lower()
+        params = {"asset_id": order.token}
+        if order.sent_s is not None:
+            params["after"] = str(order.sent_s - TRADES_LOOKBACK_S)
+        totals = {Liquidity.TAKER: (ZERO, ZERO), Liquidity.MAKER: (ZERO, ZERO)}
+        cursor = "MA=="
+        for _ in range(TRADES_PAGES):
+            status, payload = await self._request("GET", "/data/trades", params={**params, "next_cursor": cursor})
+            rows = payload.get("data") if isinstance(payload, dict) else None
+            if status != 200 or not isinstance(rows, list):
+                # Without its trades nothing can be said either way: never "unknown" on a failed read.
+                raise VenueError(self._venue, f"GET /data/trades answered {status}: {_text(payload)}", retryable=True)
+            for row in rows:
+                part = _our_part(row, oid)
+                if part is not None:
+                    liq, qty, price = part
+                    q, n = totals[liq]
+                    totals[liq] = (q + qty, n + qty * price)
+            cursor = str(payload.get("next_cursor") or END_CURSOR)
+            if cursor == END_CURSOR:
+                break
+        matched = totals[Liquidity.TAKER][0] + totals[Liquidity.MAKER][0]
+        if matched == 0:
+            return False
+        if matched > order.request.quantity:
+            raise VenueError(
+                self._venue, f"order {order.order_id}: trades add up to {matched}, more than it ordered; not applied"
+            )
+        for liq, (qty, notional) in totals.items():
+            have = order.taker if liq is Liquidity.TAKER else order.maker
+            if qty > have[0]:
+                self._add_fill(order, liq, qty - have[0], notional - have[1])
+        if order.filled >= order.request.quantity:
+            order.status = OrderStatus.FILLED
+        else:
+            self._finish(order, "traded, and no longer listed by the venue")
+        log.warning("%s: order %s is not listed but traded %s (found in its trades)", self._venue, oid, matched)
+        return True
 
     @staticmethod
     def _finish(order: _Order, reason: str) -> None:

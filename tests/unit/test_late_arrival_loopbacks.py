@@ -362,3 +362,21 @@ async def test_polymarket_late_gtc_rests_and_can_be_cancelled(
     resting = await venue.order_status("late-p2")
     assert resting.status is OrderStatus.OPEN and resting.filled_quantity == 0
     assert (await venue.cancel_order("late-p2")).status is OrderStatus.CANCELLED
+
+
+async def test_polymarket_late_fill_is_found_in_the_trades_when_the_lookup_omits_matched_orders(
+    polymarket: tuple[LoopbackPolymarket, ManualClock, LiveVenue],
+) -> None:
+    server, clock, venue = polymarket
+    server.hide_matched_orders = True  # GET /data/order answers a matched order as unknown (py-clob-client#217)
+    (p1, q1) = server.book(YES)[1][0]
+    server.arrive_late(2.0)
+    record = await send_and_lose(venue.place_order, pm_buy("late-p3", q1, p1, TimeInForce.IOC), server.late_arrivals)
+    with pytest.raises(UnknownOrder):  # neither listed nor traded yet
+        await venue.order_status("late-p3")
+    await clock.advance(2 * NS_PER_S)
+    assert record.arrived and record.order_id is not None
+    assert await get_order_raw(server, record.order_id) == (200, None)  # matched, and not listed
+    report = await venue.order_status("late-p3")  # found through GET /data/trades
+    assert report.status is OrderStatus.FILLED and report.filled_quantity == q1
+    assert [(f.quantity, f.price) for f in report.fills] == [(q1, p1)]

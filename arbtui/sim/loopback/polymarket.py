@@ -41,8 +41,10 @@ trades or rests like any order).
 ``GET /data/order/<id>`` for an order the venue does not have answers HTTP 200 with a JSON ``null``
 body: py-clob-client's ``get`` raises on any status but 200 and returns the parsed body, and its
 ``get_order`` is reported to "not return anything" for such an order (Polymarket/py-clob-client#217,
-where the order was a matched FAK: a real venue may not list matched orders there at all, which this
-loopback does not model).
+where the order was a matched FAK: a real venue may not list matched orders there at all; set
+``hide_matched_orders`` to answer so). ``GET /data/trades`` filters by ``id``, ``asset_id``,
+``market``, ``after`` and ``before`` (``match_time``, unix seconds), py-clob-client's ``TradeParams``,
+in one page (``next_cursor`` "LTE=", the end).
 """
 
 from __future__ import annotations
@@ -274,6 +276,7 @@ class LoopbackPolymarket:
         self._skip = self._corrupt = self._garbage = self._hang = self._lose = 0
         self._fail: list[int] = []
         self._late = LateArrivals(self._clock, "polymarket-loopback")
+        self.hide_matched_orders = False  # GET /data/order answers a MATCHED order as unknown (#217)
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -831,7 +834,7 @@ class LoopbackPolymarket:
         if denied is not None:
             return denied
         order = self._orders.get(request.match_info["order_id"])
-        if order is None:
+        if order is None or (self.hide_matched_orders and order.status == "MATCHED"):
             return _json(None)  # the venue's answer for an order it does not have (module docstring)
         return _json(
             {
@@ -857,8 +860,19 @@ class LoopbackPolymarket:
         denied = self._check_l2(request, None)
         if denied is not None:
             return denied
-        wanted = request.query.get("id")
-        rows = [t for tid, t in self._trades.items() if wanted is None or tid == wanted]
+        q = request.query
+        try:
+            after, before = int(q.get("after", 0)), int(q.get("before", 2**63))
+        except ValueError:
+            return _error(400, "invalid after / before")
+        rows = [
+            t
+            for tid, t in self._trades.items()
+            if q.get("id", tid) == tid
+            and q.get("asset_id", t["asset_id"]) == t["asset_id"]
+            and q.get("market", t["market"]) == t["market"]
+            and after <= int(t["match_time"]) <= before
+        ]
         return _json({"data": rows, "next_cursor": "LTE=", "limit": 500, "count": len(rows)})
 
     async def _balance_allowance(self, request: web.Request) -> web.Response:
