@@ -98,7 +98,7 @@ from arbtui.venues.coinbase_book import CoinbaseBooks
 from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, Tap
 from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees, Trader
 from arbtui.venues.ratelimit import BudgetView, RateBudget
-from arbtui.venues.secrets import Credentials, Secret, SecretsError, redact
+from arbtui.venues.secrets import CredentialError, Credentials, Secret, SecretsError, is_token, redact
 from arbtui.venues.wire import MalformedFrame, decimal_string
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,21 @@ def load_private_key(text: str) -> tuple[PrivateKey, str]:
     if len(raw) == 64 and seed.public_key().public_bytes_raw() != raw[32:]:
         raise SecretsError("coinbase private_key: the 64-byte Ed25519 key's public half does not match its seed")
     return seed, "EdDSA"
+
+
+def check_credentials(credentials: Credentials) -> None:
+    """Refuse, before anything connects, keys that cannot be Coinbase's (:class:`CredentialError`
+    naming the field, never the value): ``key_name`` is a JWT claim as it is, and ``private_key``
+    must be a key :func:`load_private_key` reads (a PEM EC P-256 or Ed25519 key, or Ed25519 base64)."""
+    name = credentials.get("key_name")
+    if name is not None and not is_token(name.reveal()):
+        raise CredentialError("key_name", 'expected the key name, e.g. "organizations/.../apiKeys/..." (one line)')
+    key = credentials.get("private_key")
+    if key is not None:
+        try:
+            load_private_key(key.reveal())
+        except SecretsError as exc:
+            raise CredentialError("private_key", str(exc).removeprefix("coinbase private_key: ")) from None
 
 
 class CoinbaseSigner:

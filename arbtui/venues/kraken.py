@@ -97,7 +97,7 @@ from arbtui.venues.connection import FeedCounters, FeedLink, SupervisorConfig, T
 from arbtui.venues.kraken_book import CHECKSUM_LEVELS, KrakenBook, levels_checksum
 from arbtui.venues.live import LiveVenue, PaperTrader, PaperWithLiveFees
 from arbtui.venues.ratelimit import KRAKEN_TIERS, BudgetView, RateBudget, kraken_cancel_cost
-from arbtui.venues.secrets import Credentials, SecretsError, redact
+from arbtui.venues.secrets import CredentialError, Credentials, SecretsError, is_token, redact
 from arbtui.venues.wire import MalformedFrame
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,23 @@ def api_sign(url_path: str, post_data: str | bytes, nonce: int | str, secret_b64
     digest = hashlib.sha256(str(nonce).encode() + body).digest()
     mac = hmac.new(base64.b64decode(secret_b64), url_path.encode() + digest, hashlib.sha512)
     return base64.b64encode(mac.digest()).decode()
+
+
+def check_credentials(credentials: Credentials) -> None:
+    """Refuse, before anything connects, keys that cannot be Kraken's (:class:`CredentialError`
+    naming the field, never the value): ``api_key`` goes as the ``API-Key`` header as it is, and
+    ``api_secret`` is the base64 text of the private key (decoded to key the HMAC)."""
+    key = credentials.get("api_key")
+    if key is not None and not is_token(key.reveal()):
+        raise CredentialError("api_key", "expected the API key as Kraken shows it (no spaces or line breaks)")
+    secret = credentials.get("api_secret")
+    if secret is not None:
+        try:
+            raw = base64.b64decode(secret.reveal().strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not raw:
+            raise CredentialError("api_secret", "not base64 (expected the private key as Kraken shows it)")
 
 
 # Kraken's REST names for assets whose v2/WebSocket name differs (v2 says BTC, REST says XBT).
