@@ -176,6 +176,7 @@ class ExecutionConfig:
     breaker_min_samples: int = 10
     legs: str = "parallel"  # "parallel": both entry legs leave together; "sequential": the 2nd after the 1st's answer
     quote_ttl_ms: int = 2000  # a quote shown to the operator can be confirmed for this long, then it refuses
+    late_fill_watch_s: int = 60  # a leg every status query said "not found" is watched this long for a late arrival
 
 
 @dataclass(frozen=True, slots=True)
@@ -838,6 +839,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             "breaker_min_samples",
             "legs",
             "quote_ttl_ms",
+            "late_fill_watch_s",
         },
     )
     ms = _int(min_value=1, max_value=600_000)
@@ -868,6 +870,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         ),
         legs=r.get(et, "execution", "legs", _str(LEG_MODES), ed.legs),
         quote_ttl_ms=r.get(et, "execution", "quote_ttl_ms", ms, ed.quote_ttl_ms),
+        late_fill_watch_s=r.get(
+            et, "execution", "late_fill_watch_s", _int(min_value=1, max_value=86_400), ed.late_fill_watch_s
+        ),
     )
     ad = AccountConfig()
     at = r.table(

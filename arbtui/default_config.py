@@ -44,6 +44,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "breaker_min_samples": 10,
         "legs": "parallel",
         "quote_ttl_ms": 2000,
+        "late_fill_watch_s": 60,
     },
     "account": {
         "balance_refresh_s": 30,
