@@ -96,9 +96,7 @@ def _headless(config: Config, args: argparse.Namespace, journal: Path | None, op
     if args.duration is None or args.duration <= 0:
         print("--headless needs --duration SECONDS (> 0)", file=sys.stderr)
         return 2
-    summary = asyncio.run(
-        run_headless(config, args.duration, armed=args.armed, journal_path=journal, options=options)
-    )
+    summary = asyncio.run(run_headless(config, args.duration, armed=args.armed, journal_path=journal, options=options))
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -108,7 +106,10 @@ def _headless(config: Config, args: argparse.Namespace, journal: Path | None, op
             f"realized PnL {summary['realized_pnl']}, expected {summary['expected_pnl']}, "
             f"exposure left: {len(summary['exposure'])}"
         )
-    return 0 if not summary["not_final"] else 1
+    code: int = summary["exit"]["code"]
+    if code != 0:
+        print(f"arbtui: exit {code}: {summary['exit']['reason']}", file=sys.stderr)
+    return code
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -181,6 +182,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except SessionError as exc:
         print(f"arbtui: {exc}", file=sys.stderr)
         return 2
+    from arbtui.headless import exit_status
+
+    code, why = exit_status(player.engine)  # the same codes as a headless run
+    summary["exit"] = {"code": code, "reason": why}
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -189,7 +194,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f"{summary['frames']} frames in {summary['elapsed_s']} s ({summary['frames_per_s']} frames/s), "
             f"{summary['opportunities']} opportunities, pairs: {states}, PnL {summary['pnl']}"
         )
-    return 0
+    if code != 0:
+        print(f"arbtui: exit {code}: {why}", file=sys.stderr)
+    return code
 
 
 async def _run_replay(player: Any, *, progress: bool) -> dict[str, Any]:
@@ -236,6 +243,14 @@ def _cmd_screenshots(args: argparse.Namespace) -> int:
     for path in asyncio.run(save_screenshots(Path(args.out))):
         print(f"wrote {path}")
     return 0
+
+
+HEADLESS_EXIT_CODES = """exit codes (--headless; replay --headless too):
+  0  every pair final, no BROKEN exposure
+  1  the engine failed (a driver or engine task raised); the summary's "failure" says what
+  2  bad input (configuration, options, session file): nothing ran
+  3  BROKEN pairs with exposure remain unresolved; the summary's "exit" lists them
+  4  pairs still not final when the settle window ran out"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     add_run_options(parser)
-    run = sub.add_parser("run", help="run the console (the default)")
+    run = sub.add_parser(
+        "run",
+        help="run the console (the default)",
+        epilog=HEADLESS_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_options(run)
     run.set_defaults(func=_cmd_run)
     check = sub.add_parser("check-config", help="validate a configuration file (exit 2 on error)")
