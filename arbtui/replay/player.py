@@ -203,7 +203,12 @@ class ReplayPlayer:
         journal_path: Path | None = None,
     ) -> None:
         self.path = path
-        self.reader = SessionReader(path, skip_bad=skip_bad)
+        if path.is_dir():
+            raise SessionError(path, None, "is a folder; expected a session file (.jsonl or .jsonl.gz)")
+        try:
+            self.reader = SessionReader(path, skip_bad=skip_bad)
+        except OSError as exc:
+            raise SessionError(path, None, f"cannot read: {exc.strerror}") from None
         self.header: SessionHeader = self.reader.header
         self.config = config if config is not None else self._recorded_config()
         self.actions = actions

@@ -9,6 +9,7 @@ feed is then asked for fresh snapshots so the file begins with whole books.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +27,40 @@ from arbtui.domain.orders import Fill, Liquidity, OrderReport, OrderRequest, Ord
 from arbtui.replay.session_format import FORMAT, VERSION, SessionWriter
 from arbtui.venues.base import UnknownOrder, Venue, VenueError, VenueListener
 from arbtui.venues.secrets import redact
+
+
+class RecordPathError(OSError):
+    """A path a session cannot be recorded to. An OSError (the console's record key shows
+    ``strerror``); ``str()`` names the path and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(reason)
+        self.strerror = reason
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+def check_record_path(path: Path) -> None:
+    """Raise :class:`RecordPathError` unless a session can be recorded to ``path``: not a folder, and
+    a file that can be created (or is writable) in a folder that can be created. Probes by opening the
+    file for appending (created, and removed again, if it did not exist); writes nothing into it."""
+    if path.is_dir():
+        raise RecordPathError(path, "is a folder; expected the session's file, e.g. FOLDER/session.jsonl.gz")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RecordPathError(path, f"{folder} is a file, not a folder")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise RecordPathError(path, f"cannot write the session file: {exc.strerror}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 class SessionRecorder:
@@ -78,7 +113,11 @@ class SessionRecorder:
             "venues": {name: self._config.venue(name).kind for name in self.venues},
             "config": self._config.effective_data(),
         }
-        self._writer = SessionWriter(path, header)
+        check_record_path(path)
+        try:
+            self._writer = SessionWriter(path, header)
+        except OSError as exc:
+            raise RecordPathError(path, f"cannot write the session file: {exc.strerror}") from None
         self._last_t = now
         self.path = path
         for venue in self.venues.values():
