@@ -678,6 +678,13 @@ class KrakenTrader:
     def budgets(self) -> list[BudgetView]:
         return [self.rest_budget.view(), *(b.view() for b in self.trading_budgets.values())]
 
+    @property
+    def arrival_deadline_s(self) -> float:
+        """How long after being sent an order can still reach Kraken's matching engine: every AddOrder
+        carries ``deadline`` = send time + this, and Kraken refuses it after that. The engine's late-fill
+        watch of a leg Kraken said it never received is bounded by it (plus clock skew)."""
+        return self._deadline_ns / NS  # float ok: a duration, not money
+
     # --- orders ------------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> OrderReport:
         lst = self._listings.get(request.market)
