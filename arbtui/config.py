@@ -946,7 +946,8 @@ def load_config(path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+        where = f"at the end of the file, line {text.count(chr(10)) + 1}"  # always name a line
+        raise ConfigError(str(path), [f"not valid TOML: {str(exc).replace('at end of document', where)}"]) from None
     return parse_config(data, str(path))
 
 
