@@ -41,16 +41,20 @@ from arbtui.domain.events import (
     Event,
     OpportunityDetected,
     OpportunityUpdated,
+    PositionDriftCleared,
+    PositionDrifted,
     Spread,
     VenueStatus,
     VenueStatusChanged,
 )
-from arbtui.domain.execution import SimulationResult
+from arbtui.domain.execution import ConfirmRefused, LegState, LegUpdated, OperatorAction, SimulationResult
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Instruments
 from arbtui.domain.money import ZERO
+from arbtui.engine.balances import BalanceRefresher, is_funds_refusal
 from arbtui.engine.detector import Detector
 from arbtui.engine.executor import Executor
+from arbtui.engine.inventory import AccountGuard, PositionReconciler
 from arbtui.engine.journal import Journal
 from arbtui.engine.risk import Refusal
 from arbtui.venues.base import Venue
@@ -102,7 +106,18 @@ class Engine:
         self.venues: dict[str, Venue] = {v.name: v for v in venues}
         self._drivers = list(drivers)
         self._listeners: list[Listener] = []
-        self._balances: dict[str, dict[str, Decimal]] = {v: {} for v in self.venues}
+        # The cached free balances, kept fresh by the refresher; positions reconciled against them.
+        self.balance_refresher = BalanceRefresher(
+            config.account, clock, self.venues, self._emit, self._reconcile_positions
+        )
+        self._balances: dict[str, dict[str, Decimal]] = self.balance_refresher.balances
+        self.reconciler = PositionReconciler(
+            self.instruments,
+            config.account.drift_tolerance,
+            fees_in_proceeds=lambda v: bool(getattr(self.venues[v], "fees_in_proceeds", False)),
+        )
+        self.account_guard = AccountGuard(self.reconciler, self.balance_refresher)
+        self._listeners.append(self._on_account_event)  # first: fills are counted before anyone reacts
         self._status: dict[str, VenueStatus] = {v: VenueStatus.CLOSED for v in self.venues}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -163,13 +178,16 @@ class Engine:
             await venue.connect(self)
             for lst in venue.listings:  # a real venue may have replaced the configured fees with the account's
                 self.detector.set_fees(venue.name, lst.market, venue.fees(lst.market))
-            self._balances[venue.name] = dict(await venue.balances())
+            # One attempt: a venue that cannot answer starts stale (BALANCE_STALE) and is retried by the
+            # periodic refresh; this good refresh is the position reconciler's baseline.
+            await self.balance_refresher.refresh(venue.name, attempts=1)
         self._starting = False
         if not self.detection_paused:  # books that arrived while connecting, priced with balances known
             self._spread_events(self.detector.evaluate_all(self.clock.now_ns()))
         for name, driver in self._drivers:
             self._spawn(driver(), name)
         self._spawn(self._watchdog(), "engine-watchdog")
+        self._spawn(self.balance_refresher.run_periodic(), "engine-balance-refresh")
         # Pairs a previous run left unfinished are reconciled against the venues by client order id.
         await self.executor.start()
 
@@ -177,6 +195,7 @@ class Engine:
         """Stop everything. Pairs still in flight stay journaled as they are and are reconciled
         by the next start (that is what the journal is for)."""
         await self.executor.cancel_all()
+        await self.balance_refresher.close()
         self._drop_window()
         for task in self._tasks:
             task.cancel()
@@ -337,11 +356,15 @@ class Engine:
 
     def _spread_event(self, ev: Event) -> None:
         self._emit(ev)
-        if isinstance(ev, OpportunityDetected):
-            self.executor.analytics.opportunities_detected += 1
+        if isinstance(ev, OpportunityDetected | OpportunityUpdated):
+            refusals = self.executor.analytics.refusals
+            before = refusals.get("BALANCE", 0)
+            if isinstance(ev, OpportunityDetected):
+                self.executor.analytics.opportunities_detected += 1
             self.executor.on_opportunity(ev.spread)
-        elif isinstance(ev, OpportunityUpdated):
-            self.executor.on_opportunity(ev.spread)
+            if refusals.get("BALANCE", 0) != before:  # ARMED mode refused for funds: no event says so
+                for leg in ev.spread.legs:
+                    self.balance_refresher.request(leg.venue)
 
     def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
         self._set_status(venue, status, detail)
@@ -384,9 +407,63 @@ class Engine:
         return self.detector.spreads()
 
     async def refresh_balances(self, venue: str) -> None:
-        v = self.venues.get(venue)
-        if v is not None:
-            self._balances[venue] = dict(await v.balances())
+        """Re-read a venue's balances (retried with backoff; joins a refresh already running). Never
+        raises: a refresh that keeps failing leaves the venue's balances stale, which the risk
+        checks refuse (``BALANCE_STALE``), and says so in a ``BalancesRefreshed`` event."""
+        await self.balance_refresher.refresh(venue)
+
+    def stale_balances(self) -> Mapping[str, int | None]:
+        """Venues whose balances are stale, with the time of their last good refresh (None: never)."""
+        refresher = self.balance_refresher
+        return {v: refresher.last_good_ns.get(v) for v in sorted(refresher.stale_venues())}
+
+    def position_drifts(self) -> list[PositionDrifted]:
+        """The position alarms raised and not cleared (each blocks new pairs on its venue and asset)."""
+        return list(self.reconciler.drifts().values())
+
+    # --- the account: refusals for funds, fills, reconciliation ------------------------------------
+    def _on_account_event(self, event: Event) -> None:
+        """Counts fills for the reconciler; a refusal for funds asks for a balance refresh."""
+        self.reconciler.on_event(event)
+        if isinstance(event, LegUpdated):
+            leg = event.leg
+            if leg.state is LegState.REJECTED and is_funds_refusal(leg.reason):
+                self.balance_refresher.request(leg.venue)
+        elif isinstance(event, ConfirmRefused) and event.code == "BALANCE":
+            # The refusal names no venue in a field: every venue is asked (each at most once per gap).
+            for venue in self.venues:
+                self.balance_refresher.request(venue)
+
+    async def _reconcile_positions(self, venue: str, balances: Mapping[str, Decimal], started: int, now: int) -> None:
+        for event in self.reconciler.observe(venue, balances, started, now):
+            await self._alarm(event)
+
+    async def _alarm(self, event: PositionDrifted | PositionDriftCleared) -> None:
+        """Publish a position alarm (raised or cleared) and journal it (awaited: it must not be lost)."""
+        if isinstance(event, PositionDrifted):
+            log.warning(
+                "position drift on %s %s: expected %s, actual %s (difference %s)",
+                event.venue,
+                event.asset,
+                event.expected,
+                event.actual,
+                event.difference,
+            )
+        self._emit(event)
+        if not self._journal_open:
+            return
+        raised = isinstance(event, PositionDrifted)
+        await self.journal.record_alarm(
+            event.ts_ns,
+            "position_drift",
+            event.venue,
+            event.asset,
+            raised=raised,
+            expected=event.expected if isinstance(event, PositionDrifted) else None,
+            actual=event.actual if isinstance(event, PositionDrifted) else None,
+            difference=event.difference,
+            detail="" if raised else getattr(event, "detail", ""),
+        )
 
     # --- commands (fast; results arrive as events) ----------------------------------------------
     def confirm(self, opportunity_id: str) -> str:
@@ -431,6 +508,20 @@ class Engine:
 
     def resolve(self, pair_id: str, note: str = "") -> bool:
         return self.executor.resolve(pair_id, note)
+
+    def rebase_position(self, venue: str, asset: str) -> bool:
+        """The operator accounts for a drifted balance (a deposit, a trade made elsewhere): the venue's
+        last balance of ``asset`` becomes the reconciler's baseline and its alarm clears (journaled).
+        False if there was no alarm to clear."""
+        cleared = self.reconciler.rebase(venue, asset, self.clock.now_ns())
+        self._emit(OperatorAction(self.clock.now_ns(), "rebase_position", f"{venue}:{asset}"))
+        if cleared is None:
+            return False
+        task = asyncio.get_running_loop().create_task(self._alarm(cleared), name=f"journal-alarm-{venue}-{asset}")
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+        return True
+
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
