@@ -21,7 +21,7 @@ from arbtui.domain.clock import LiveClock
 from arbtui.domain.events import Event, OpportunityDetected
 from arbtui.domain.execution import LegState, PairState
 from arbtui.engine.builder import build_engine
-from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.engine.execution import ConfirmRefusedError
 
 
 async def dispatch(config_path: Path, journal: Path) -> None:
@@ -37,7 +37,7 @@ async def dispatch(config_path: Path, journal: Path) -> None:
     while True:
         oid = await found.get()
         try:
-            pair_id = engine.confirm(oid)
+            pair_id = engine.quote_and_confirm(oid)
         except ConfirmRefusedError:
             continue
         break

@@ -12,8 +12,9 @@ connections.
 Each sample is one pair, confirmed while nothing else is in flight, then run to its final state
 before the next:
 
-- ``t_confirm``: ``time.perf_counter_ns()`` just before ``engine.confirm(opportunity_id)`` (so the
-  figure includes re-validating the opportunity and the risk checks);
+- ``t_confirm``: ``time.perf_counter_ns()`` just before ``engine.quote_and_confirm(opportunity_id)``
+  (quote and confirm at once, as ARMED mode does; so the figure includes pricing the quote,
+  re-checking it on the books and the risk checks);
 - ``t_wire`` of a leg: ``time.perf_counter_ns()`` just after the ``transport.write`` (or
   ``writelines``) call that handed the last bytes of that leg's order request (``POST
   /0/private/AddOrder`` carrying its ``cl_ord_id``; ``POST /api/v3/brokerage/orders`` carrying its
@@ -345,7 +346,7 @@ async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, w
     from arbtui.config import parse_config
     from arbtui.domain.clock import LiveClock
     from arbtui.engine.builder import RunOptions, build_engine
-    from arbtui.engine.executor import ConfirmRefusedError
+    from arbtui.engine.execution import ConfirmRefusedError
 
     config = parse_config(config_data(servers, legs), f"bench-{legs or 'parallel'}")
     engine, _ = build_engine(config, LiveClock(), tmp / f"journal-{legs or 'parallel'}.sqlite", RunOptions(live=True))
@@ -377,7 +378,7 @@ async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, w
                     continue
                 t_confirm = time.perf_counter_ns()
                 try:
-                    pair_id = engine.confirm(spread.opportunity_id)
+                    pair_id = engine.quote_and_confirm(spread.opportunity_id)
                 except ConfirmRefusedError:
                     samples.refused += 1
                     await asyncio.sleep(0.005)

@@ -1,6 +1,6 @@
 """Execution values: leg and pair states, frozen views of legs and pairs, and execution events.
 
-The transition tables live in :mod:`arbtui.engine.states`; these are the values events carry.
+The transition tables live in :mod:`arbtui.engine.execution.states`; these are the values events carry.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class LegState(Enum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"  # IOC/FOK remainder expired (possibly after a partial fill)
     UNKNOWN = "unknown"  # timeout or transport error: NOT a rejection; the venue must be asked
+    # Every status query said "no such order". Settled as nothing filled, but not final: a late
+    # arrival may still execute, so the late-fill watch keeps asking (it ends REJECTED if nothing
+    # shows up within its window, or takes whatever state the venue then reports).
+    NOT_FOUND = "not_found"
 
     @property
     def is_terminal(self) -> bool:
@@ -111,6 +115,7 @@ class PairView:
     reason: str | None
     resolved: bool = False  # a BROKEN pair the operator has resolved
     slippage_bps: tuple[Decimal | None, ...] = ()  # per entry leg: average vs the detector's VWAP, + = worse
+    quote_id: str | None = None  # the quote the operator (or ARMED mode) confirmed
 
     @property
     def entry_legs(self) -> tuple[LegView, ...]:
@@ -130,43 +135,83 @@ class LegUpdated(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConfirmRefused(Event):
-    opportunity_id: str
-    code: str  # a stable reason code: EDGE_GONE, BOOK_STALE, MAX_NOTIONAL, ...
-    detail: str
+    target: str  # the quote id (or, for a quote that could not be made, the opportunity id)
+    code: str  # a stable reason code: EDGE_GONE, QUOTE_EXPIRED, BOOK_STALE, MAX_NOTIONAL, ...
+    detail: str  # what the operator needs: the figures now against the quote's
 
 
 @dataclass(frozen=True, slots=True)
-class LegSimulation:
+class QuoteLeg:
+    """One leg exactly as a confirm of its quote would send it (or less, never more, never worse)."""
+
     venue: str
     market: str
     side: Side
-    quantity: Decimal  # what the book can fill now
-    vwap: Decimal | None
-    limit_price: Decimal
-    fee: Decimal
+    quantity: Decimal  # the quantity that is sent
+    limit_price: Decimal  # the IOC limit that is sent: the worst price this leg may fill at
+    vwap: Decimal | None  # the average price the books give this quantity now, within the limit
+    fee: Decimal  # the taker fee at that VWAP
+    book_fills: Decimal  # how much the book holds within the limit now (>= quantity when quoted)
+
+    @property
+    def notional(self) -> Decimal:
+        """The leg's expected notional (quantity at its VWAP)."""
+        return self.quantity * self.vwap if self.vwap is not None else self.quantity * self.limit_price
+
+    @property
+    def notional_at_limit(self) -> Decimal:
+        """The most a buy can cost (or the least a sell can raise) at its limit price."""
+        return self.quantity * self.limit_price
 
 
 @dataclass(frozen=True, slots=True)
-class SimulationResult:
-    """What confirming an opportunity would do now; nothing is sent."""
+class Quote:
+    """What the operator is shown and approves: both legs, fees, expected PnL and the worst case.
 
-    opportunity_id: str
-    spread: Spread
-    legs: tuple[LegSimulation, LegSimulation]
+    ``confirm(quote_id)`` sends exactly these legs or less: never a larger quantity, never a worse
+    limit. It re-checks the books at these limits first, refuses once the quote has expired, and a
+    quote is sent at most once. ``simulate`` shows one too (its ``purpose`` says which).
+    """
+
+    quote_id: str
+    purpose: str  # "confirm" (the confirm modal), "simulate", or "armed" (ARMED mode)
+    opportunity_id: str | None  # None: the spread did not pay when quoted (a simulation of a row)
+    spread: Spread  # the detector's spread the quote was made from (key, kind, group, buffer)
+    legs: tuple[QuoteLeg, QuoteLeg]
     fees: Decimal
-    expected_pnl: Decimal
+    pnl_before_buffer: Decimal  # at the quoted VWAPs, fees included
+    expected_pnl: Decimal  # after the slippage buffer (what the detector calls expected PnL)
+    net_bps: Decimal
     worst_case_first_fails: Decimal  # PnL if leg 1 fails and leg 2 is unwound at the opposite side now
     worst_case_second_fails: Decimal
-    refusal: str | None  # the reason code confirm() would refuse with, if any
+    created_ns: int
+    expires_ns: int
+    refusal: str | None  # the reason code confirm() would refuse with now, if any
+    refusal_detail: str = ""
+
+    @property
+    def quantity(self) -> Decimal:
+        return self.legs[0].quantity
 
     @property
     def worst_case(self) -> Decimal:
         return min(self.worst_case_first_fails, self.worst_case_second_fails)
 
+    @property
+    def sendable(self) -> bool:
+        return self.opportunity_id is not None and self.refusal is None and self.quantity > 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteIssued(Event):
+    """A quote was made (the confirm modal opened on it, a simulation, or ARMED mode)."""
+
+    quote: Quote
+
 
 @dataclass(frozen=True, slots=True)
 class SimulationCompleted(Event):
-    result: SimulationResult
+    quote: Quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +234,8 @@ class BreakerChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction(Event):
-    action: str  # confirm, abort, simulate, kill, resume, arm, disarm, reset_breaker, resolve
+    # quote (a confirm modal opened), confirm, confirm_cancel (the modal answered no), simulate, abort,
+    # kill, resume, arm, disarm, reset_breaker, resolve
+    action: str
     target: str
     detail: str = ""

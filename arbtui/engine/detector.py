@@ -441,6 +441,11 @@ class Detector:
                 return spread
         return None
 
+    def payout(self, spec_key: str) -> Decimal:
+        """What one matched unit of a complement spread pays at resolution (cross-venue: zero)."""
+        spec = self._priced[spec_key].spec
+        return spec.payout if spec.kind is SpreadKind.COMPLEMENT else ZERO
+
     def slippage_bps(self, spec_key: str) -> Decimal:
         return self._slippage_bps(self._priced[spec_key])
 

@@ -47,13 +47,13 @@ from arbtui.domain.events import (
     VenueStatus,
     VenueStatusChanged,
 )
-from arbtui.domain.execution import ConfirmRefused, LegState, LegUpdated, OperatorAction, SimulationResult
+from arbtui.domain.execution import ConfirmRefused, LegState, LegUpdated, OperatorAction, Quote
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Instruments
 from arbtui.domain.money import ZERO
 from arbtui.engine.balances import BalanceRefresher, is_funds_refusal
 from arbtui.engine.detector import Detector
-from arbtui.engine.executor import Executor
+from arbtui.engine.execution import Executor
 from arbtui.engine.inventory import AccountGuard, PositionReconciler
 from arbtui.engine.journal import Journal
 from arbtui.engine.risk import Refusal
@@ -151,6 +151,7 @@ class Engine:
             self._emit,
             self.free_balance,
             self.refresh_balances,
+            account_guard=self.account_guard,
         )
         self._journal_open = False
 
@@ -194,9 +195,10 @@ class Engine:
     async def stop(self, reason: str = "stopped") -> None:
         """Stop everything. Pairs still in flight stay journaled as they are and are reconciled
         by the next start (that is what the journal is for)."""
+        self._drop_window()  # first: nothing awaited below may let a pending window be priced
         await self.executor.cancel_all()
+        await self.executor.late_fills.close()  # stops watching; a NOT_FOUND leg stays so in the journal
         await self.balance_refresher.close()
-        self._drop_window()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -466,12 +468,27 @@ class Engine:
         )
 
     # --- commands (fast; results arrive as events) ----------------------------------------------
-    def confirm(self, opportunity_id: str) -> str:
-        """Launch a pair for a paying opportunity; returns the pair id or raises ConfirmRefusedError."""
-        return self.executor.confirm(opportunity_id)
+    def quote(self, opportunity_id: str) -> Quote | None:
+        """A quote for confirming ``opportunity_id``: what the confirm modal shows (journaled as the
+        modal opening). None if nothing is priced there."""
+        return self.executor.quote(opportunity_id)
 
-    def simulate(self, opportunity_id: str) -> SimulationResult | None:
-        """What confirming would do now (also accepts a spread key). Sends nothing."""
+    def confirm(self, quote_id: str) -> str:
+        """Send the legs of a quote (its quantity or less, at its limits); returns the pair id or
+        raises ConfirmRefusedError with nothing sent."""
+        return self.executor.confirm(quote_id)
+
+    def cancel_quote(self, quote_id: str) -> None:
+        """The confirm modal was answered no: nothing sent (journaled)."""
+        self.executor.cancel_quote(quote_id)
+
+    def quote_and_confirm(self, opportunity_id: str) -> str:
+        """Quote ``opportunity_id`` and confirm that quote at once (scripted runs, replays of sessions
+        recorded before quotes): the same checks, no modal."""
+        return self.executor.quote_and_confirm(opportunity_id)
+
+    def simulate(self, opportunity_id: str) -> Quote | None:
+        """What confirming would do now (also accepts a spread key), as a quote. Sends nothing."""
         return self.executor.simulate(opportunity_id)
 
     def abort(self, pair_id: str) -> bool:
@@ -521,7 +538,6 @@ class Engine:
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
         return True
-
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

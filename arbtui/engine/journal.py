@@ -27,7 +27,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from arbtui.domain.execution import LegView, PairView
+import orjson
+
+from arbtui.domain.execution import LegView, PairView, Quote
 
 T = TypeVar("T")
 
@@ -55,14 +57,20 @@ CREATE TABLE IF NOT EXISTS transitions(
 CREATE TABLE IF NOT EXISTS actions(
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
     detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alarms(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, venue TEXT NOT NULL,
+    asset TEXT NOT NULL, raised INTEGER NOT NULL, expected TEXT, actual TEXT, difference TEXT, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pairs_state ON pairs(state);
+CREATE TABLE IF NOT EXISTS quotes(
+    run_id INTEGER NOT NULL, quote_id TEXT NOT NULL, purpose TEXT NOT NULL, opportunity_id TEXT,
+    spread_key TEXT NOT NULL, created_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL, legs TEXT NOT NULL,
+    fees TEXT NOT NULL, pnl_before_buffer TEXT NOT NULL, expected_pnl TEXT NOT NULL, net_bps TEXT NOT NULL,
+    worst_case TEXT NOT NULL, refusal TEXT, refusal_detail TEXT NOT NULL, pair_id TEXT,
+    PRIMARY KEY(run_id, quote_id));
 """
 
 TERMINAL_STATES = ("completed", "unwound", "broken", "aborted")
 
-
-def default_journal_path() -> Path:
-    """``$XDG_DATA_HOME/arbtui/journal.sqlite`` (``~/.local/share/arbtui/journal.sqlite``)."""
 # Which SQLite files are arbtui journals. ``PRAGMA application_id`` (the header's 4 bytes at offset 68)
 # says which program a database belongs to; ``PRAGMA user_version`` is the journal's schema version.
 # arbtui writes its schema into a file only when it is new (empty), already stamped as arbtui's, or
@@ -190,6 +198,9 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
         return "cannot open it (a folder that cannot be written, or not a file?)"
     return f"cannot use it as a journal: {exc}"
 
+
+def default_journal_path() -> Path:
+    """``$XDG_DATA_HOME/arbtui/journal.sqlite`` (``~/.local/share/arbtui/journal.sqlite``)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "arbtui" / "journal.sqlite"
 
@@ -282,10 +293,19 @@ class Journal:
         return await self._call(q)
 
     # --- writes --------------------------------------------------------------------------------
-    async def record_intent(self, pair: PairView, seq: int, kind: str, ts_ns: int) -> None:
-        """The pair and its entry legs, before anything is sent. Committed when this returns."""
+    async def record_quote(self, quote: Quote) -> None:
+        """A quote as the operator was shown it (the confirm modal, a simulation)."""
+        await self._call(lambda conn: _insert_quote(conn, self.run_id, quote, None))
+
+    async def record_intent(
+        self, pair: PairView, seq: int, kind: str, ts_ns: int, quote: Quote | None = None
+    ) -> None:
+        """The pair and its entry legs (as they are sent) beside the quote they were sent for, before
+        anything is sent. Committed when this returns."""
 
         def w(conn: sqlite3.Connection) -> None:
+            if quote is not None:
+                _insert_quote(conn, self.run_id, quote, pair.pair_id)
             conn.execute(
                 "INSERT INTO pairs(pair_id, seq, run_id, opportunity_id, spread_key, grp, kind, state, expected_pnl,"
                 " created_ns, updated_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
@@ -371,6 +391,33 @@ class Journal:
 
         await self._call(w)
 
+    async def record_alarm(
+        self,
+        ts_ns: int,
+        kind: str,
+        venue: str,
+        asset: str,
+        *,
+        raised: bool,
+        expected: Decimal | None = None,
+        actual: Decimal | None = None,
+        difference: Decimal | None = None,
+        detail: str = "",
+    ) -> None:
+        """An alarm raised (``raised``) or cleared, e.g. a position drift (``kind="position_drift"``)."""
+
+        def text(d: Decimal | None) -> str | None:
+            return None if d is None else str(d)
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO alarms(ts_ns, kind, venue, asset, raised, expected, actual, difference, detail)"
+                " VALUES(?,?,?,?,?,?,?,?,?)",
+                (ts_ns, kind, venue, asset, int(raised), text(expected), text(actual), text(difference), detail),
+            )
+
+        await self._call(w)
+
     # --- reads ---------------------------------------------------------------------------------
     async def unfinished_pairs(self) -> list[StoredPair]:
         def q(conn: sqlite3.Connection) -> list[StoredPair]:
@@ -449,3 +496,46 @@ def _upsert_leg(conn: sqlite3.Connection, leg: LegView, idx: int, target: int) -
             leg.reason,
         ),
     )
+
+
+def _insert_quote(conn: sqlite3.Connection, run_id: int, quote: Quote, pair_id: str | None) -> None:
+    """The quote's row (kept as first written), and the pair it was sent as once it is."""
+    legs = orjson.dumps(
+        [
+            {
+                "venue": leg.venue,
+                "market": leg.market,
+                "side": leg.side.value,
+                "quantity": str(leg.quantity),
+                "limit_price": str(leg.limit_price),
+                "vwap": None if leg.vwap is None else str(leg.vwap),
+                "fee": str(leg.fee),
+                "book_fills": str(leg.book_fills),
+            }
+            for leg in quote.legs
+        ]
+    ).decode()
+    conn.execute(
+        "INSERT OR IGNORE INTO quotes(run_id, quote_id, purpose, opportunity_id, spread_key, created_ns, expires_ns,"
+        " legs, fees, pnl_before_buffer, expected_pnl, net_bps, worst_case, refusal, refusal_detail)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            run_id,
+            quote.quote_id,
+            quote.purpose,
+            quote.opportunity_id,
+            quote.spread.key,
+            quote.created_ns,
+            quote.expires_ns,
+            legs,
+            str(quote.fees),
+            str(quote.pnl_before_buffer),
+            str(quote.expected_pnl),
+            str(quote.net_bps),
+            str(quote.worst_case),
+            quote.refusal,
+            quote.refusal_detail,
+        ),
+    )
+    if pair_id is not None:
+        conn.execute("UPDATE quotes SET pair_id=? WHERE run_id=? AND quote_id=?", (pair_id, run_id, quote.quote_id))

@@ -35,7 +35,7 @@ from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Listing, Market
 from arbtui.domain.orders import OrderReport, OrderRequest
 from arbtui.engine.engine import Engine
-from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.engine.journal import Journal
 from arbtui.replay.recorder import report_from_json
 from arbtui.replay.session_format import SessionError, SessionHeader, SessionReader
@@ -214,6 +214,7 @@ class ReplayPlayer:
         self.actions = actions
         self.speed = speed
         self.stats = ReplayStats()
+        self._quote_ids: dict[str, str] = {}  # recorded quote id -> the replayed quote standing for it
         self.paused = asyncio.Event()
         self.paused.set()  # set = running
         self._step = asyncio.Event()
@@ -395,12 +396,23 @@ class ReplayPlayer:
         engine = self.engine
         self.stats.actions_applied += 1
         try:
-            if action == "confirm":
-                engine.confirm(target)
+            if action in ("quote", "simulate"):
+                # The detail says what was quoted ("for O-12; ..."): quote it again, and remember which
+                # replayed quote stands for the recorded one.
+                detail = str(ev.get("detail", ""))
+                source = detail[4:].split("; ", 1)[0] if detail.startswith("for ") else target
+                quote = engine.quote(source) if action == "quote" else engine.simulate(source)
+                if quote is not None:
+                    self._quote_ids[target] = quote.quote_id
+            elif action == "confirm":
+                if target.startswith("Q-"):
+                    engine.confirm(self._quote_ids.get(target, target))
+                else:  # a session recorded before quotes: its confirms name the opportunity
+                    engine.quote_and_confirm(target)
+            elif action == "confirm_cancel":
+                engine.cancel_quote(self._quote_ids.get(target, target))
             elif action == "abort":
                 engine.abort(target)
-            elif action == "simulate":
-                engine.simulate(target)
             elif action == "kill":
                 engine.kill()
             elif action == "resume":

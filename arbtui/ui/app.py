@@ -3,15 +3,21 @@
 The app owns no trading state. It subscribes a :class:`~arbtui.ui.bridge.UIBridge` to the engine's
 events and flushes the panes from it ``ui.refresh_hz`` times a second inside ``batch_update``. If
 the engine fails, the error is shown on an error screen and the terminal is left intact.
+
+Every way out the operator has (``q``, Textual's ``ctrl+q``, the palette's Quit, ``q`` on the
+error screen) goes through :meth:`ArbApp.request_quit`, which asks first while pairs are in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from arbtui.config import Config
@@ -21,10 +27,12 @@ from arbtui.engine.engine import Engine
 from arbtui.replay.player import ReplayPlayer
 from arbtui.ui.bridge import UIBridge
 from arbtui.ui.commands import ArbCommands
+from arbtui.ui.screens.ask_screen import AskScreen
 from arbtui.ui.screens.error_screen import EngineErrorScreen
 from arbtui.ui.screens.main_screen import MainScreen
 
 ENGINE_WORKER = "engine"
+SHUTDOWN_WORKER = "shutdown"
 
 
 class ArbApp(App[None]):
@@ -59,6 +67,8 @@ class ArbApp(App[None]):
         self.flushes = 0
         self._flush_requested = False
         self._main = MainScreen(self)
+        self._quit_asked = False  # the "quit anyway?" question is on screen
+        self._leaving = False  # the operator said quit: the engine is stopping
 
     def on_mount(self) -> None:
         self.push_screen(self._main)
@@ -132,7 +142,63 @@ class ArbApp(App[None]):
         if result is not None:
             self.push_screen(SimulationScreen(result, self.engine.instruments))
 
-    async def shutdown(self) -> None:
-        """Stop the engine (closing every venue), then leave."""
-        await self.engine.stop("operator quit")
-        self.exit()
+    # --- the way out -----------------------------------------------------------------------------
+    def request_quit(self, return_code: int = 0) -> None:
+        """The one guarded way out: leave at once with nothing in flight, otherwise ask first.
+
+        A question already on screen, or a quit already under way, makes a repeated request a no-op
+        (a second ``ctrl+q`` must not stack a second question, nor a second shutdown).
+        """
+        if self._quit_asked or self._leaving:
+            return
+        in_flight = self.engine.executor.in_flight()
+        if not in_flight:
+            self._leave(return_code)
+            return
+
+        def answered(yes: bool | None) -> None:
+            self._quit_asked = False
+            if yes:
+                self._leave(return_code)
+
+        ids = ", ".join(p.pair_id for p in in_flight)
+        self._quit_asked = True
+        self.push_screen(
+            AskScreen(
+                f"{len(in_flight)} pair(s) in flight: quit anyway?",
+                f"{ids} will stop where they are. The "
+                "journal keeps them and the next start reconciles them with the venues.",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def _leave(self, return_code: int) -> None:
+        self._leaving = True
+        if self.engine_error is not None:
+            # The engine already stopped with its error (shown on the error screen): nothing to stop.
+            self.exit(return_code=return_code)
+            return
+        self.run_worker(self.shutdown(return_code), name=SHUTDOWN_WORKER, group=SHUTDOWN_WORKER, exit_on_error=False)
+
+    async def shutdown(self, return_code: int = 0) -> None:
+        """Stop the engine (closing every venue), then leave (also if stopping failed: the operator
+        said quit, and a console that cannot be left is worse than a venue left to time out)."""
+        try:
+            await self.engine.stop("operator quit")
+        finally:
+            self.exit(return_code=return_code)
+
+    async def action_quit(self) -> None:
+        """Textual's quit action (its ``ctrl+q`` binding, ``app.quit``): guarded like ``q``."""
+        self.request_quit()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette commands, with its Quit ("as soon as possible") made the guarded one."""
+        for command in super().get_system_commands(screen):
+            if command.callback == self.action_quit:
+                yield SystemCommand(
+                    "Quit", "Stop the engine and leave (asks first if pairs are in flight)", self.request_quit
+                )
+            else:
+                yield command

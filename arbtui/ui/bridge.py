@@ -150,6 +150,10 @@ class UIBridge:
                 )
             elif leg.state is LegState.UNKNOWN:
                 self._notable(event.ts_ns, f"{leg.pair_id} {leg.venue} no answer: asking by client order id", "warning")
+            elif leg.state is LegState.NOT_FOUND:
+                self._notable(
+                    event.ts_ns, f"{leg.pair_id} {leg.venue} order not found: watched for a late arrival", "warning"
+                )
         elif isinstance(event, BreakerChanged):
             if event.tripped:
                 self.tripped[event.venue] = event.reason
@@ -175,7 +179,7 @@ class UIBridge:
             )
             self.status_dirty = True
         elif isinstance(event, ConfirmRefused):
-            self._notable(event.ts_ns, f"refused {event.opportunity_id}: {event.code}: {event.detail}", "warning")
+            self._notable(event.ts_ns, f"refused {event.target}: {event.code}: {event.detail}", "warning")
         elif isinstance(event, DetectionPaused):
             self.paused = event.paused
             self._notable(event.ts_ns, "detection PAUSED" if event.paused else "detection resumed", "")

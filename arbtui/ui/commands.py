@@ -1,5 +1,9 @@
 """Command palette entries: every console action, plus live ones built from the engine's state
-("confirm O-12 ...", "abort pair P-17", "reset breaker kraken", "resolve BROKEN pair P-9")."""
+("confirm O-12 ...", "abort pair P-17", "reset breaker kraken", "resolve BROKEN pair P-9").
+
+Each entry calls the same method as its key, so the palette passes the same guards: resume and
+the kill switch ask first, an abort says what it can really do, and Quit (Textual's system command,
+see ``ArbApp.get_system_commands``) asks while pairs are in flight."""
 
 from __future__ import annotations
 
@@ -27,12 +31,12 @@ class ArbCommands(Provider):
             ("simulate selected spread", "what a confirm would do now; sends nothing", main.action_simulate),
             ("abort selected pair", "cancel what rests, unwind what filled", main.action_abort),
             ("kill switch", "halt, cancel everything, unwind (asks first)", main.action_kill),
-            ("resume", "release the kill switch", main.action_resume),
+            ("resume", "release the kill switch (asks first)", main.action_resume),
             ("toggle ARMED", "the engine confirms by itself (asks first)", main.action_toggle_armed),
             ("pause / resume detection", "stop or restart pricing spreads", main.action_toggle_pause),
             ("filter markets", "show only matching spreads", main.action_filter),
             ("help", "every key binding", main.action_help),
-            ("quit", "stop the engine and leave", main.action_quit_app),
+            # Quitting is Textual's own "Quit" system command, made the guarded one (ArbApp.get_system_commands).
         ]
         for spread in engine.spreads():
             if spread.opportunity_id is not None:
@@ -45,7 +49,7 @@ class ArbCommands(Provider):
                 )
         for pair in ex.pairs.values():
             if not pair.state.is_terminal:
-                entries.append((f"abort pair {pair.pair_id}", pair.spread.key, partial(engine.abort, pair.pair_id)))
+                entries.append((f"abort pair {pair.pair_id}", pair.spread.key, partial(main.abort_pair, pair.pair_id)))
             elif pair.state is PairState.BROKEN and not pair.resolved:
                 entries.append(
                     (

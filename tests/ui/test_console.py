@@ -210,7 +210,10 @@ async def test_kill_asks_first_then_halts_and_resume_releases() -> None:
         assert app.engine.executor.halted
         assert app.main_screen.check_action("confirm", ()) is None  # dimmed while halted
         assert app.main_screen.check_action("kill", ()) is None
-        await pilot.press("R")
+        await pilot.press("R")  # asks first (see tests/ui/test_guards.py for "n")
+        await pilot.pause()
+        assert isinstance(app.screen, AskScreen) and app.engine.executor.halted
+        await pilot.press("y")
         await pilot.pause()
         assert not app.engine.executor.halted
 

@@ -49,7 +49,7 @@ from arbtui.domain.instruments import Listing
 from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side
 from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
-from arbtui.engine.executor import CLORDID_MAX, ConfirmRefusedError
+from arbtui.engine.execution import CLORDID_MAX, ConfirmRefusedError
 from arbtui.engine.journal import Journal
 from arbtui.engine.risk import RiskState, check_pair
 from arbtui.headless import run_headless
@@ -414,21 +414,37 @@ async def pair_triggers(run: Run, pair_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def actions(run: Run) -> list[tuple[str, str, str]]:
+async def raw_actions(run: Run) -> list[tuple[str, str, str]]:
     return [(a, t, d) for a, t, d in await run.rows("SELECT action, target, detail FROM actions ORDER BY id")]
+
+
+async def actions(run: Run) -> list[tuple[str, str, str]]:
+    """The journal's operator actions, a confirm's detail shortened to what the tests compare: "" for
+    one that launched a pair ("P-1 <sent> of <quoted> (Q-1)"), the code for a refusal ("refused
+    CODE: why")."""
+
+    def short(action: str, detail: str) -> str:
+        if action != "confirm":
+            return detail
+        if detail.startswith("refused "):
+            return detail.removeprefix("refused ").split(":", 1)[0]
+        assert detail.startswith("P-"), detail
+        return ""
+
+    return [(a, t, short(a, d)) for a, t, d in await raw_actions(run)]
 
 
 def refused(run: Run, opportunity_id: str) -> str:
     """Confirm, expecting a refusal: its code, checked against the ConfirmRefused event."""
     before = len(run.of(ConfirmRefused))
     try:
-        pair_id = run.engine.confirm(opportunity_id)
+        pair_id = run.engine.quote_and_confirm(opportunity_id)
     except ConfirmRefusedError as exc:
         refusal = exc.refusal
     else:
         pytest.fail(f"confirm({opportunity_id!r}) was accepted as {pair_id}")
     new = run.of(ConfirmRefused)[before:]
-    assert [(e.opportunity_id, e.code, e.detail) for e in new] == [(opportunity_id, refusal.code, refusal.detail)]
+    assert [(e.target, e.code, e.detail) for e in new] == [(opportunity_id, refusal.code, refusal.detail)]
     return refusal.code
 
 
@@ -447,7 +463,7 @@ async def test_both_legs_fill_completes_with_pnl_and_no_exposure(start: Starter)
     run = await start()
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.COMPLETED
@@ -465,6 +481,9 @@ async def test_both_legs_fill_completes_with_pnl_and_no_exposure(start: Starter)
     (row,) = await run.rows("SELECT expected_pnl, realized_pnl FROM pairs WHERE pair_id=?", (pid,))
     assert D(row[0]) == spread.expected_pnl and D(row[1]) == view.realized_pnl  # side by side
     assert await actions(run) == [("confirm", spread.opportunity_id, "")]
+    (quote_id,) = [r[0] for r in await run.rows("SELECT quote_id FROM quotes WHERE pair_id=?", (pid,))]
+    qty = entries(view)[0].quantity
+    assert await raw_actions(run) == [("confirm", spread.opportunity_id, f"{pid} {qty} of {qty} ({quote_id})")]
 
     # Client order ids: short enough for Kraken, alphanumeric, unique in the journal.
     cids = [r[0] for r in await run.rows("SELECT client_order_id FROM legs")]
@@ -483,7 +502,7 @@ async def test_intent_is_committed_before_either_leg_leaves(start: Starter, tmp_
     run = await start(wrap={"kraken": witness, "coinbase": witness}, journal=path)
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
     assert view.state is PairState.COMPLETED
 
@@ -506,7 +525,7 @@ async def test_one_leg_rejected_other_filled_is_unwound(start: Starter) -> None:
     # coinbase>kraken: the buy on coinbase fills, the sell on kraken is rejected.
     assert [(p.venue, p.side) for p in spread.legs] == [("coinbase", Side.BUY), ("kraken", Side.SELL)]
     run.faults("kraken", REJECT)
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.UNWOUND
@@ -542,7 +561,7 @@ async def test_timeout_is_unknown_not_rejected_and_a_late_fill_completes(start: 
     spread = await run.paying()
     assert spread.opportunity_id is not None
     run.faults("kraken", TIMEOUT)  # kraken executes the order but its reply never comes
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.COMPLETED
@@ -577,7 +596,7 @@ async def test_unequal_partial_fills_unwind_exactly_the_difference(start: Starte
     spread = await run.paying()
     assert spread.opportunity_id is not None
     run.faults("kraken", PARTIAL)  # another trader takes part of kraken's bids first
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.UNWOUND
@@ -609,7 +628,7 @@ async def test_both_legs_rejected_aborts_with_nothing_filled(start: Starter) -> 
     assert spread.opportunity_id is not None
     run.faults("kraken", REJECT)
     run.faults("coinbase", REJECT)
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.ABORTED
@@ -639,7 +658,7 @@ async def test_a_venue_that_never_answers_leaves_the_pair_broken_and_the_market_
     spread = await run.paying()
     assert spread.opportunity_id is not None
     assert [(p.venue, p.side) for p in spread.legs] == [("coinbase", Side.BUY), ("kraken", Side.SELL)]
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid, limit_s=40)
 
     ex = run.engine.config.execution
@@ -669,7 +688,7 @@ async def test_a_venue_that_never_answers_leaves_the_pair_broken_and_the_market_
     assert run.engine.resolve(pid) is False  # already resolved
     again = await run.paying()
     assert again.opportunity_id is not None
-    assert run.engine.confirm(again.opportunity_id).startswith("P-")
+    assert run.engine.quote_and_confirm(again.opportunity_id).startswith("P-")
     await run.clock.advance(MARKET_STEP_NS)
     assert await run.rows("SELECT state, resolved FROM pairs WHERE pair_id=?", (pid,)) == [("broken", 1)]
     acts = await actions(run)
@@ -677,30 +696,39 @@ async def test_a_venue_that_never_answers_leaves_the_pair_broken_and_the_market_
     assert ("confirm", later.opportunity_id, "MARKET_BLOCKED") in acts
 
 
-async def test_an_order_the_venue_never_received_counts_as_rejected_after_asking(start: Starter) -> None:
-    """No answer, and the venue says it has no such order at every status query: the order never
-    arrived, so nothing filled there (UNKNOWN -> REJECTED on "not_found"), and the other leg's fill
-    is unwound."""
+async def test_an_order_the_venue_never_received_counts_as_nothing_filled_and_is_watched(start: Starter) -> None:
+    """No answer, and the venue says it has no such order at every status query: nothing filled there
+    for settling (UNKNOWN -> NOT_FOUND on "not_found"), so the other leg's fill is unwound; the leg is
+    watched for a late arrival and, the venue never showing it, ends REJECTED after the window."""
     cfg = quiet_config(execution={"order_timeout_ms": 300, "status_retries": 2, "status_backoff_ms": 50})
     run = await start(cfg, wrap={"kraken": LosingVenue})
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.UNWOUND
     buy, sell = entries(view)
-    assert (buy.state, sell.state, sell.filled) == (LegState.FILLED, LegState.REJECTED, D(0))
+    assert (buy.state, sell.state, sell.filled) == (LegState.FILLED, LegState.NOT_FOUND, D(0))
     assert sell.reason == "the venue never received it"
     (unwind,) = unwinds(view)
     assert (unwind.venue, unwind.side, unwind.filled) == ("coinbase", Side.SELL, buy.filled)
     assert view.exposure == ()
+
+    watch = run.engine.executor.late_fills
+    assert watch.watching == {sell.client_order_id}
+    await run.run_until(lambda: not watch.watching, limit_s=cfg.execution.late_fill_watch_s + 1)
+    view = run.view(pid)
+    _, sell = entries(view)
+    assert (view.state, sell.state, sell.filled) == (PairState.UNWOUND, LegState.REJECTED, D(0))
+    assert sell.reason == f"never arrived (watched {cfg.execution.late_fill_watch_s} s)"
     await check_realized(run, view)
     leg_transitions = await check_journal(run, view)
     assert leg_transitions[sell.client_order_id] == [
         ("new", "send", "sent"),
         ("sent", "timeout", "unknown"),
-        ("unknown", "not_found", "rejected"),
+        ("unknown", "not_found", "not_found"),
+        ("not_found", "watch_expired", "rejected"),
     ]
 
 
@@ -721,7 +749,7 @@ async def test_an_unwind_that_never_fills_leaves_the_pair_broken(start: Starter)
 
     run.engine.subscribe(refuse_unwinds)
     coinbase_before = run.sim("coinbase").orders_received
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     ex = run.engine.config.execution
@@ -768,7 +796,7 @@ async def test_an_unwind_held_inside_its_band_leaves_the_rest_exposed(start: Sta
             touches.append(bid[0])
 
     run.engine.subscribe(crowd_the_book)
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     ex = run.engine.config.execution
@@ -815,7 +843,7 @@ async def test_an_unwind_lost_in_flight_reports_the_position_once(start: Starter
             dimmable[0].dark = True
 
     run.engine.subscribe(go_dark)
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.BROKEN
@@ -836,7 +864,7 @@ async def test_abort_right_after_confirm_sends_nothing(start: Starter) -> None:
     spread = await run.paying()
     assert spread.opportunity_id is not None
     before = run.sent()
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     assert run.engine.abort(pid) is True
     view = await run.settle(pid)
 
@@ -856,7 +884,7 @@ async def test_abort_with_legs_in_flight_still_reaches_a_final_state(start: Star
     run = await start()
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     await run.clock.advance(5 * NS_PER_MS)  # both legs are out, no answer yet (acks take ~50 ms)
     assert [leg.state for leg in run.view(pid).legs] == [LegState.SENT, LegState.SENT]
     assert run.engine.abort(pid) is True
@@ -877,7 +905,7 @@ async def test_kill_switch_halts_new_pairs_and_lets_in_flight_pairs_finish(start
     spread = await run.paying()
     assert spread.opportunity_id is not None
     run.faults("kraken", REJECT)  # the pair in flight will need an unwind after the kill
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     await run.clock.advance(5 * NS_PER_MS)
 
     run.engine.kill()
@@ -897,7 +925,7 @@ async def test_kill_switch_halts_new_pairs_and_lets_in_flight_pairs_finish(start
     assert [(e.engaged) for e in run.of(KillSwitchChanged)] == [True, False]
     later = await run.paying()
     assert later.opportunity_id is not None
-    pid2 = run.engine.confirm(later.opportunity_id)
+    pid2 = run.engine.quote_and_confirm(later.opportunity_id)
     assert (await run.settle(pid2)).state is PairState.COMPLETED
     acts = [a for a, _, _ in await actions(run)]
     assert acts == ["confirm", "kill", "confirm", "resume", "confirm"]
@@ -928,7 +956,7 @@ async def test_complete_missing_leg_policy_sends_the_missing_quantity(start: Sta
             run.faults("kraken", ZERO_FAULTS)
 
     run.engine.subscribe(heal)
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.COMPLETED
@@ -956,7 +984,7 @@ async def test_breaker_trips_after_consecutive_failures_and_resets(start: Starte
         assert len(pairs) < limit, "the breaker did not trip"
         spread = await run.paying(group=None, venue="kraken")
         assert spread.opportunity_id is not None
-        pid = run.engine.confirm(spread.opportunity_id)
+        pid = run.engine.quote_and_confirm(spread.opportunity_id)
         pairs.append(pid)
         await run.settle(pid)
     assert len(pairs) == limit
@@ -980,7 +1008,7 @@ async def test_breaker_trips_after_consecutive_failures_and_resets(start: Starte
     assert (last.venue, last.tripped) == ("kraken", False)
     spread = await run.paying(group=None, venue="kraken")
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     assert (await run.settle(pid)).state is PairState.COMPLETED
     assert ("reset_breaker", "kraken", "") in await actions(run)
 
@@ -1019,7 +1047,7 @@ async def test_second_confirm_of_the_same_opportunity_is_refused(
     run = await start(quiet_config(risk=risk, balances=balances))
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    first = run.engine.confirm(spread.opportunity_id)
+    first = run.engine.quote_and_confirm(spread.opportunity_id)
     assert refused(run, spread.opportunity_id) == code
     assert list(run.engine.executor.pairs) == [first]
     view = await run.settle(first)
@@ -1038,7 +1066,7 @@ async def test_a_filled_leg_still_holds_its_funds_while_its_pair_is_in_flight(st
     assert spread.opportunity_id is not None
     assert spread.legs[0].venue == "coinbase" and spread.legs[0].side is Side.BUY
     run.faults("kraken", TIMEOUT)  # the pair stays in flight ~2 s, its coinbase leg filled
-    first = run.engine.confirm(spread.opportunity_id)
+    first = run.engine.quote_and_confirm(spread.opportunity_id)
     pair = run.engine.executor.pairs[first]
     await run.run_until(lambda: pair.legs[0].state is LegState.FILLED, step_ns=MARKET_STEP_NS)
     assert not pair.state.is_terminal
@@ -1049,7 +1077,7 @@ async def test_a_filled_leg_still_holds_its_funds_while_its_pair_is_in_flight(st
     again = await run.paying()
     assert again.opportunity_id is not None and again.legs[0].venue == "coinbase"
     try:
-        second = run.engine.confirm(again.opportunity_id)
+        second = run.engine.quote_and_confirm(again.opportunity_id)
     except ConfirmRefusedError as exc:
         assert exc.refusal.code == "BALANCE"
     else:
@@ -1075,7 +1103,7 @@ async def test_daily_loss_limit_refuses_after_a_losing_pair(start: Starter) -> N
     spread = await run.paying()
     assert spread.opportunity_id is not None
     run.faults("kraken", REJECT)
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.UNWOUND and view.realized_pnl is not None and view.realized_pnl <= D("-10")
     run.faults("kraken", ZERO_FAULTS)
     later = await run.paying()
@@ -1092,7 +1120,7 @@ async def test_daily_loss_survives_a_restart(start: Starter, tmp_path: Path) -> 
     spread = await first.paying()
     assert spread.opportunity_id is not None
     first.faults("kraken", REJECT)
-    view = await first.settle(first.engine.confirm(spread.opportunity_id))
+    view = await first.settle(first.engine.quote_and_confirm(spread.opportunity_id))
     assert view.realized_pnl is not None and view.realized_pnl <= D("-10")
     await first.stop()
 
@@ -1110,7 +1138,7 @@ async def test_detector_sizes_within_max_notional_so_confirm_passes(start: Start
     spread = await run.paying()
     assert spread.opportunity_id is not None
     assert all(leg.quantity * leg.vwap <= cap for leg in spread.legs)
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.COMPLETED
 
 
@@ -1162,9 +1190,16 @@ async def test_simulate_sends_nothing_and_prices_the_worst_case(start: Starter) 
     assert result.worst_case <= result.expected_pnl
     assert result.worst_case < 0  # one leg failing leaves a round trip to pay for
     assert result.refusal is None
-    assert [e.result for e in run.of(SimulationCompleted)] == [result]
+    assert [e.quote for e in run.of(SimulationCompleted)] == [result]
+    assert result.purpose == "simulate" and result.quote_id.startswith("Q-")
     await run.clock.advance(MARKET_STEP_NS)
-    assert await actions(run) == [("simulate", spread.opportunity_id, "")]
+    ((action, target, detail),) = await actions(run)
+    assert (action, target) == ("simulate", result.quote_id)
+    assert detail.startswith(f"for {spread.opportunity_id}; ")
+    # The quote shown is journaled in full, with no pair (nothing was sent).
+    assert await run.rows("SELECT purpose, opportunity_id, pair_id FROM quotes") == [
+        ("simulate", spread.opportunity_id, None)
+    ]
     assert await run.rows("SELECT * FROM pairs") == []
 
 
@@ -1216,7 +1251,7 @@ async def test_complement_pair_on_one_venue_completes(start: Starter) -> None:
     run = await start()
     spread = await run.paying(group=None, venue="polymarket")
     assert spread.kind is SpreadKind.COMPLEMENT and spread.opportunity_id is not None
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.COMPLETED and view.exposure == ()
     await check_realized_complement(run, view)
     await check_journal(run, view)
@@ -1239,7 +1274,7 @@ async def test_confirming_the_same_spread_twice_is_refused_as_a_duplicate(start:
     run = await start(quiet_config(risk=BIG))
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    first = run.engine.confirm(spread.opportunity_id)
+    first = run.engine.quote_and_confirm(spread.opportunity_id)
     assert refused(run, spread.opportunity_id) == "DUPLICATE"
     assert list(run.engine.executor.pairs) == [first]
     view = await run.settle(first)
@@ -1320,7 +1355,7 @@ async def test_parallel_legs_are_both_handed_over_before_either_answers(start: S
     spread = await run.paying()
     assert spread.opportunity_id is not None
     assert run.engine.executor._ex.legs == "parallel"  # the default
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.COMPLETED
     first, second = (leg.client_order_id for leg in entries(view))
     assert [(e, cid) for e, cid, _ in log][:2] == [("handed", first), ("handed", second)]
@@ -1334,7 +1369,7 @@ async def test_sequential_legs_send_the_second_only_after_the_first_answers(star
     run = await start(cfg, wrap={"kraken": logged(log), "coinbase": logged(log)})
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     view = await run.settle(pid)
 
     assert view.state is PairState.COMPLETED
@@ -1360,7 +1395,7 @@ async def test_sequential_legs_still_send_the_second_after_a_rejection_and_unwin
     spread = await run.paying()
     assert spread.opportunity_id is not None
     run.faults(spread.legs[0].venue, REJECT)
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
 
     assert view.state is PairState.UNWOUND
     first, second = entries(view)
@@ -1379,7 +1414,7 @@ async def test_the_intent_is_the_only_journal_write_between_confirm_and_the_legs
     spread = await run.paying()
     assert spread.opportunity_id is not None
     del log[:]
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     assert log == []  # confirm itself queues no journal write (the intent is written by the pair's task)
     view = await run.settle(pid)
     assert view.state is PairState.COMPLETED
@@ -1400,7 +1435,7 @@ async def test_actions_taken_while_a_pair_launches_are_journaled_in_order(start:
     run = await start()
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     run.engine.executor.set_armed(True)  # before the pair's intent is even written
     run.engine.executor.set_armed(False)
     view = await run.settle(pid)
@@ -1415,7 +1450,7 @@ async def test_gc_is_held_off_while_legs_launch_and_back_on_after(start: Starter
     spread = await run.paying()
     assert spread.opportunity_id is not None
     assert gc.isenabled()
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     assert not gc.isenabled()  # from confirm ...
     view = await run.settle(pid)
     assert view.state is PairState.COMPLETED
@@ -1429,7 +1464,7 @@ async def test_gc_comes_back_on_whichever_way_a_launch_ends(start: Starter) -> N
     # Aborted before dispatch.
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     run.engine.abort(pid)
     assert (await run.settle(pid)).state is PairState.ABORTED
     assert gc.isenabled()
@@ -1443,7 +1478,7 @@ async def test_gc_comes_back_on_whichever_way_a_launch_ends(start: Starter) -> N
     run.engine.journal.record_intent = refuse  # type: ignore[method-assign]
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.ABORTED and "journal refused" in (view.reason or "")
     assert gc.isenabled()
     run.engine.journal.record_intent = original  # type: ignore[method-assign]
@@ -1453,7 +1488,7 @@ async def test_gc_comes_back_on_whichever_way_a_launch_ends(start: Starter) -> N
     try:
         spread = await run.paying()
         assert spread.opportunity_id is not None
-        assert (await run.settle(run.engine.confirm(spread.opportunity_id))).state is PairState.COMPLETED
+        assert (await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))).state is PairState.COMPLETED
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -1461,7 +1496,7 @@ async def test_gc_comes_back_on_whichever_way_a_launch_ends(start: Starter) -> N
     # The engine stops while a pair is launching.
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    run.engine.confirm(spread.opportunity_id)
+    run.engine.quote_and_confirm(spread.opportunity_id)
     assert not gc.isenabled()
     await run.stop()
     assert gc.isenabled()
@@ -1475,9 +1510,9 @@ def reference_risk_state(executor: Any) -> RiskState:
     in_flight = 0
     now = executor._clock.now_ns()
     day = now // (86_400 * NS_PER_S)
-    earlier_day, earlier = executor._earlier_realized
+    earlier_day, earlier = executor.ledger._earlier_realized
     realized = earlier if earlier_day // (86_400 * NS_PER_S) == day else D(0)
-    blocked = set(executor._blocked_from_journal.values())
+    blocked = set(executor.ledger.blocked_from_journal.values())
     for pair in executor.pairs.values():
         if pair.created_ns // (86_400 * NS_PER_S) == day and pair.realized_pnl is not None:
             realized += pair.realized_pnl
@@ -1501,7 +1536,7 @@ def reference_risk_state(executor: Any) -> RiskState:
             by_market[r.market] = by_market.get(r.market, D(0)) + notional
             base, quote = executor._assets(r.market)
             key = (r.venue, quote) if r.side is Side.BUY else (r.venue, base)
-            fee = executor._fees(r.venue).fee(r.limit_price, r.quantity)
+            fee = executor._fees(r.venue, r.market).fee(r.limit_price, r.quantity)
             amount = notional + fee if r.side is Side.BUY else r.quantity
             reserved[key] = reserved.get(key, D(0)) + amount
     return RiskState(
@@ -1515,6 +1550,8 @@ def reference_risk_state(executor: Any) -> RiskState:
         in_flight,
         realized,
         frozenset(p.spread.key for p in executor.pairs.values() if not p.state.is_terminal),
+        executor.ledger._guard.blocked_assets(),
+        executor.ledger._guard.stale_venues(),
     )
 
 
@@ -1531,7 +1568,7 @@ async def test_the_risk_state_over_open_pairs_equals_the_one_over_every_pair(sta
 
     def same() -> None:
         nonlocal checks
-        assert executor._risk_state() == reference_risk_state(executor)
+        assert executor.risk_state() == reference_risk_state(executor)
         checks += 1
 
     run.engine.set_armed(True)
@@ -1548,7 +1585,7 @@ async def test_the_risk_state_over_open_pairs_equals_the_one_over_every_pair(sta
     spread = await run.paying(group=None, venue="kraken", limit_s=300)
     assert spread.opportunity_id is not None
     dimmable["kraken"].dark = True
-    pid = run.engine.confirm(spread.opportunity_id)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
     await run.run_until(lambda: executor.pairs[pid].state.is_terminal, limit_s=120)
     assert executor.pairs[pid].state is PairState.BROKEN
     same()
@@ -1558,7 +1595,7 @@ async def test_the_risk_state_over_open_pairs_equals_the_one_over_every_pair(sta
     # The next day: yesterday's realized PnL no longer counts, on either side.
     run.clock.set(run.clock.now_ns() + 86_400 * NS_PER_S)
     same()
-    assert executor._risk_state().realized_today == 0
+    assert executor.risk_state().realized_today == 0
     assert checks > 100
 
 
@@ -1614,7 +1651,7 @@ async def test_a_non_final_ioc_answer_is_asked_about_not_left_broken(start: Star
     run = await start(wrap={"kraken": wrap})
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.COMPLETED and view.exposure == ()
     assert venues["kraken"].status_queries >= 1
 
@@ -1623,6 +1660,6 @@ async def test_a_report_claiming_more_than_ordered_is_not_applied(start: Starter
     run = await start(wrap={"kraken": ExaggeratingVenue})
     spread = await run.paying()
     assert spread.opportunity_id is not None
-    view = await run.settle(run.engine.confirm(spread.opportunity_id))
+    view = await run.settle(run.engine.quote_and_confirm(spread.opportunity_id))
     assert view.state is PairState.COMPLETED  # the status query's truth, not the exaggeration
     assert all(leg.filled == leg.quantity for leg in view.legs)

@@ -26,7 +26,7 @@ from arbtui.domain.events import Event, Spread
 from arbtui.domain.execution import LegRole, LegState, PairState, PairView
 from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
-from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.sim.loopback.book_generator import LoopbackMarket
 from arbtui.sim.loopback.kraken import LoopbackKraken
 from arbtui.venues.kraken import KrakenTrader
@@ -135,7 +135,7 @@ class Run:
             spread = self.paying()
             assert spread is not None and spread.opportunity_id is not None
             try:
-                return self.engine.confirm(spread.opportunity_id)
+                return self.engine.quote_and_confirm(spread.opportunity_id)
             except ConfirmRefusedError:
                 assert loop.time() < end, "every opportunity was refused"
                 await asyncio.sleep(0.05)

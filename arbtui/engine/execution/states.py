@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from arbtui.domain.execution import LegState, PairState
+from arbtui.domain.execution import PAIR_TERMINAL, LegState, PairState
 from arbtui.domain.orders import OrderStatus
 
 
@@ -19,7 +19,8 @@ class InvalidTransition(Exception):
         self.trigger = trigger
 
 
-# Triggers are what the venue told us (the report's status), plus "send" and "timeout".
+# Triggers are what the venue told us (the report's status), plus "send", "timeout", "not_found" (every
+# status query said "no such order") and "watch_expired" (the late-fill watch saw nothing in its window).
 REPORT_TRIGGER = {
     OrderStatus.OPEN: "ack",
     OrderStatus.PARTIALLY_FILLED: "partial_fill",
@@ -56,8 +57,16 @@ LEG_TRANSITIONS: dict[tuple[LegState, str], LegState] = {
     **{(LegState.UNKNOWN, t): s for t, s in _FROM_LIVE.items()},
     (LegState.UNKNOWN, "reject"): LegState.REJECTED,
     (LegState.UNKNOWN, "timeout"): LegState.UNKNOWN,
-    # The venue has no order with that id after every retry: it never arrived, so nothing filled.
-    (LegState.UNKNOWN, "not_found"): LegState.REJECTED,
+    # The venue has no order with that id after every retry. That does not prove it never arrived
+    # (a request stuck in a queue, a taker order in a matching delay, reaches the book later), so
+    # the leg is settled as nothing filled but stays watched (arbtui.engine.execution.watch).
+    (LegState.UNKNOWN, "not_found"): LegState.NOT_FOUND,
+    # What the venue reports about a watched leg once it shows up decides, a late fill included;
+    # a late order found resting is then cancelled, so "ack" too is a way out of NOT_FOUND.
+    **{(LegState.NOT_FOUND, t): s for t, s in _FROM_LIVE.items()},
+    (LegState.NOT_FOUND, "reject"): LegState.REJECTED,  # refused on arrival (Kraken: deadline elapsed)
+    # The watch window ended with the venue still saying "no such order": it never arrived.
+    (LegState.NOT_FOUND, "watch_expired"): LegState.REJECTED,
 }
 
 
@@ -85,6 +94,35 @@ PAIR_TRANSITIONS: dict[tuple[PairState, str], PairState] = {
     (PairState.UNWINDING, "outcome_unknown"): PairState.BROKEN,
     # An internal error mid-pair: same reasoning, the state is not trusted any more.
     **{(s, "outcome_unknown"): PairState.BROKEN for s in (PairState.PROPOSED, PairState.CONFIRMED)},
+    # An internal error (an exception in the pair's own code) from any state not final: BROKEN, so the
+    # operator looks; the exposure shown is what the legs' known fills and live remainders allow.
+    **{
+        (s, "internal_error"): PairState.BROKEN
+        for s in (
+            PairState.PROPOSED,
+            PairState.CONFIRMED,
+            PairState.DISPATCHING,
+            PairState.COMPLETING,
+            PairState.UNWINDING,
+            PairState.RECONCILING,
+        )
+    },
+    # The journal refused the intent: nothing was sent (the intent is written before any send).
+    (PairState.CONFIRMED, "intent_refused"): PairState.ABORTED,
+    # Found unfinished at start-up: the venues are asked what happened (UNWINDING resumes its unwind
+    # instead, so it has no "restart").
+    **{
+        (s, "restart"): PairState.RECONCILING
+        for s in (PairState.PROPOSED, PairState.CONFIRMED, PairState.DISPATCHING, PairState.COMPLETING)
+    },
+    (PairState.RECONCILING, "restart"): PairState.RECONCILING,  # restarted again while reconciling
+    # A leg settled as NOT_FOUND (nothing filled) filled after all: a final pair is re-opened to
+    # flatten the new excess. A BROKEN pair is the operator's already: it stays BROKEN, its exposure
+    # recomputed. Surprising on purpose: these are the only edges out of a final state.
+    **{(s, "late_fill"): PairState.UNWINDING for s in (PairState.COMPLETED, PairState.ABORTED, PairState.UNWOUND)},
+    (PairState.BROKEN, "late_fill"): PairState.BROKEN,
+    # A late order that cannot be made final (its cancel unanswered): the position is unknown.
+    **{(s, "late_fill_unknown"): PairState.BROKEN for s in PAIR_TERMINAL},
 }
 
 # Pairs found in these states at start-up are reconciled; UNWINDING resumes its unwind.

@@ -23,4 +23,9 @@ class EngineErrorScreen(ModalScreen[None]):
             yield Static("No orders are sent while the engine is stopped. Press q to quit.", id="error-help")
 
     def action_quit_app(self) -> None:
-        self.app.exit(return_code=1)
+        from arbtui.ui.app import ArbApp  # (app.py imports this module)
+
+        if isinstance(self.app, ArbApp):
+            self.app.request_quit(return_code=1)  # the one guarded way out: asks if pairs are in flight
+        else:
+            self.app.exit(return_code=1)

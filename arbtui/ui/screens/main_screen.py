@@ -15,15 +15,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
 from arbtui.domain.events import Spread
-from arbtui.engine.executor import ConfirmRefusedError
+from arbtui.domain.execution import PairView
+from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.replay.session_format import default_session_path
+from arbtui.ui.abort_notice import describe_abort
 from arbtui.ui.screens.ask_screen import AskScreen
-from arbtui.ui.screens.confirm_screen import ConfirmScreen
+from arbtui.ui.screens.confirm_screen import ConfirmOutcome, ConfirmScreen
 from arbtui.ui.screens.simulation_screen import SimulationScreen
 from arbtui.ui.widgets.analytics_pane import AnalyticsPane
 from arbtui.ui.widgets.binding_footer import BindingFooter
@@ -233,24 +236,37 @@ class MainScreen(Screen[None]):
         if spread is None or spread.opportunity_id is None:
             self.notify("Nothing to confirm: the selected spread does not pay.", severity="warning")
             return
-        result = self._arb.engine.simulate(spread.opportunity_id)
-        if result is None:
+        engine = self._arb.engine
+        quote = engine.quote(spread.opportunity_id)  # what the modal shows is what y sends
+        if quote is None:
             self.notify(f"{spread.opportunity_id} no longer pays.", severity="warning")
             return
-        oid = spread.opportunity_id
 
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                self._arb.bridge.note_local("confirm cancelled: nothing sent")
-                return
+        def send(quote_id: str) -> ConfirmOutcome:
             try:
-                pair_id = self._arb.engine.confirm(oid)
+                return ConfirmOutcome(engine.confirm(quote_id))
             except ConfirmRefusedError as exc:
-                self.notify(f"Refused: {exc}", severity="error", timeout=6)
-                return
-            self._arb.bridge.note_local(f"{pair_id} sent: {spread.key}")
+                return ConfirmOutcome(None, exc.refusal.code, exc.refusal.detail)
 
-        self.app.push_screen(ConfirmScreen(result, self._arb.engine.instruments), answered)
+        def cancel(quote_id: str) -> None:
+            engine.cancel_quote(quote_id)
+            self._arb.bridge.note_local(f"confirm of {quote_id} cancelled: nothing sent")
+
+        def answered(pair_id: str | None) -> None:
+            if pair_id is not None:
+                self._arb.bridge.note_local(f"{pair_id} sent: {spread.key}")
+
+        self.app.push_screen(
+            ConfirmScreen(
+                quote,
+                engine.instruments,
+                send=send,
+                requote=lambda old: engine.quote(old.spread.key),
+                cancel=cancel,
+                now_ns=engine.clock.now_ns,
+            ),
+            answered,
+        )
 
     def action_simulate(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
@@ -264,8 +280,27 @@ class MainScreen(Screen[None]):
     def action_abort(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         pid = self.selected_pair()
-        if pid is not None and self._arb.engine.abort(pid):
-            self._arb.bridge.note_local(f"abort requested for {pid}: cancel what rests, unwind what filled")
+        if pid is None:
+            self.notify("No pair selected: nothing to abort.", severity="warning")
+            return
+        self.abort_pair(pid)
+
+    def abort_pair(self, pair_id: str) -> None:
+        """Abort ``pair_id`` (``x``, or the palette) and say what the abort can really do, decided
+        from the pair's view as it was when asked: IOC legs already out cannot be recalled, and a
+        pair already final has nothing left to abort."""
+        before = self._pair_view(pair_id)
+        accepted = self._arb.engine.abort(pair_id)
+        notice = describe_abort(pair_id, before if accepted else self._pair_view(pair_id), accepted)
+        severity: SeverityLevel = "information" if notice.effective else "warning"
+        self._arb.bridge.note_local(notice.text, "" if notice.effective else "warning")
+        self.notify(notice.text, severity=severity, timeout=6)
+        self._arb.request_flush()
+
+    def _pair_view(self, pair_id: str) -> PairView | None:
+        """The pair's published view (the one the pairs pane is drawn from)."""
+        pair = self._arb.engine.executor.pairs.get(pair_id)
+        return pair.view() if pair is not None else None
 
     def action_kill(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
@@ -284,8 +319,29 @@ class MainScreen(Screen[None]):
         )
 
     def action_resume(self) -> None:
+        """``R``: release the kill switch, only once the operator says yes."""
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
-        self._arb.engine.resume()
+        engine = self._arb.engine
+        if not engine.executor.halted:  # (the palette reaches here even when the key is dimmed)
+            self.notify("The kill switch is not engaged: nothing to resume.", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and engine.executor.halted:
+                engine.resume()
+            elif not yes:
+                self._arb.bridge.note_local("resume cancelled: the kill switch stays engaged", "warning")
+            self._arb.request_flush()
+
+        self.app.push_screen(
+            AskScreen(
+                "Release the kill switch?",
+                "New pairs can be confirmed again. ARMED stays off until you arm it (A); "
+                "pairs already aborted or unwinding are not restarted.",
+                danger=True,
+            ),
+            answered,
+        )
 
     def action_toggle_armed(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
@@ -316,6 +372,16 @@ class MainScreen(Screen[None]):
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
         engine = self._arb.engine
         engine.set_detection_paused(not engine.detection_paused)
+        self._show_detection_paused(engine.detection_paused)
+
+    def _show_detection_paused(self, paused: bool) -> None:
+        """Dim the spread figures while detection is paused (``-paused``, styled in app.tcss): they
+        are frozen, and must not pass for live ones."""
+        try:
+            self._one(SpreadsTable).show_paused(paused)
+            self.query_one("#spread-detail", Static).set_class(paused, "-paused")
+        except NoMatches:  # still composing, or already tearing down
+            return
 
     def action_next_pane(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
@@ -367,25 +433,8 @@ class MainScreen(Screen[None]):
         self.app.push_screen(HelpScreen(self.BINDINGS))
 
     def action_quit_app(self) -> None:
-        in_flight = self._arb.engine.executor.in_flight()
-        if not in_flight:
-            self.run_worker(self._arb.shutdown(), name="shutdown", exit_on_error=False)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_worker(self._arb.shutdown(), name="shutdown", exit_on_error=False)
-
-        ids = ", ".join(p.pair_id for p in in_flight)
-        self.app.push_screen(
-            AskScreen(
-                f"{len(in_flight)} pair(s) in flight: quit anyway?",
-                f"{ids} will stop where they are. The "
-                "journal keeps them and the next start reconciles them with the venues.",
-                danger=True,
-            ),
-            answered,
-        )
+        """``q``: the app's one guarded way out (asks first while pairs are in flight)."""
+        self._arb.request_quit()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         # The table takes enter for itself (select the row): on the spreads table that means confirm.

@@ -8,9 +8,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from arbtui.domain.execution import SimulationResult
+from arbtui.domain.execution import Quote
 from arbtui.domain.instruments import Instruments
-from arbtui.ui.screens.simulation_view import simulation_summary, simulation_table
+from arbtui.ui.screens.simulation_view import quote_summary, quote_table
 
 
 class SimulationScreen(ModalScreen[None]):
@@ -19,7 +19,7 @@ class SimulationScreen(ModalScreen[None]):
         Binding("s", "close", "Close", show=False),
     ]
 
-    def __init__(self, result: SimulationResult, instruments: Instruments) -> None:
+    def __init__(self, result: Quote, instruments: Instruments) -> None:
         super().__init__()
         self.result = result
         self._instruments = instruments
@@ -27,10 +27,10 @@ class SimulationScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         r = self.result
         with Vertical(id="simulation-box", classes="modal-box"):
-            label = f"{r.spread.opportunity_id}: {r.spread.key}" if r.spread.opportunity_id else r.spread.key
-            yield Static(f"Simulation of {label} (nothing sent)", classes="modal-title")
-            yield Static(simulation_table(r, self._instruments))
-            yield Static(simulation_summary(r))
+            label = f"{r.opportunity_id}: {r.spread.key}" if r.opportunity_id else r.spread.key
+            yield Static(f"Simulation {r.quote_id} of {label} (nothing sent)", classes="modal-title")
+            yield Static(quote_table(r, self._instruments))
+            yield Static(quote_summary(r))
             yield Static("Walks the current books for each leg. esc closes.", classes="modal-help")
 
     def action_close(self) -> None:

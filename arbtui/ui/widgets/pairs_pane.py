@@ -39,9 +39,12 @@ _LEG_STYLE = {
     LegState.FILLED: "green",
     LegState.REJECTED: "red",
     LegState.UNKNOWN: "bold yellow",
+    LegState.NOT_FOUND: "bold yellow",
     LegState.EXPIRED: "yellow",
     LegState.CANCELLED: "yellow",
 }
+# States whose enum value does not read well in the pane.
+_LEG_LABEL = {LegState.NOT_FOUND: "not found, watched"}
 
 
 def _qty(value: Decimal) -> str:
@@ -56,7 +59,7 @@ def _leg_line(leg: LegView) -> Text:
     text.append(f"{leg.side.value} {leg.venue} {_qty(leg.filled)}/{_qty(leg.quantity)}")
     if leg.average_price is not None:
         text.append(f" @{_qty(leg.average_price)}")
-    text.append(f" {leg.state.value}", style=_LEG_STYLE.get(leg.state, "cyan"))
+    text.append(f" {_LEG_LABEL.get(leg.state, leg.state.value)}", style=_LEG_STYLE.get(leg.state, "cyan"))
     if leg.ack_latency_ns is not None:
         text.append(f" {leg.ack_latency_ns // NS_PER_MS}ms", style="dim")
     return text
@@ -71,7 +74,7 @@ def _extra_lines(legs: list[LegView], role: LegRole) -> list[Text]:
     asked = mine[0].quantity
     last = mine[-1]
     text = Text(f"{role.value} {last.side.value} {last.venue}: {len(mine)} order(s), {_qty(filled)}/{_qty(asked)}")
-    text.append(f" {last.state.value}", style=_LEG_STYLE.get(last.state, "cyan"))
+    text.append(f" {_LEG_LABEL.get(last.state, last.state.value)}", style=_LEG_STYLE.get(last.state, "cyan"))
     return [text]
 
 

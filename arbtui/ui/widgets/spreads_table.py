@@ -1,7 +1,8 @@
 """The spreads pane: every market and venue pair, best net edge first.
 
 Rows that pay after fees and slippage stand out; rows that do not are dimmed, so the operator
-always sees the whole market and how far each spread is from paying. Rows have stable keys and are
+always sees the whole market and how far each spread is from paying. While detection is paused
+the whole table is dimmed (``-paused``). Rows have stable keys and are
 updated in place; re-sorting keeps the cursor on the row it was on.
 
 Under a busy feed every row changes on every refresh, and a DataTable re-renders every cell of the
@@ -92,6 +93,12 @@ class SpreadsTable(DataTable[Cell]):
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
+
+    def show_paused(self, paused: bool) -> None:
+        """Detection paused: every figure is frozen where it was. ``-paused`` dims them (app.tcss)
+        and the border says why, so frozen figures cannot pass for live ones."""
+        self.set_class(paused, "-paused")
+        self.border_subtitle = "detection PAUSED: figures frozen, p resumes" if paused else ""
 
     def selected_spread(self) -> Spread | None:
         if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
@@ -354,4 +361,3 @@ class SpreadsTable(DataTable[Cell]):
         return self.app.console.render_lines(
             Styled(padded, pre_style=base_style + component_style, post_style=post_style), options
         )
-
