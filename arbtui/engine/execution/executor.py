@@ -118,6 +118,7 @@ class Executor:
             self._ex.quote_ttl_ms,
             config.risk.min_expected_pnl,
             config.detector.min_net_edge_bps,
+            config.risk.max_notional,
         )
         self.process = PairProcess(
             self._ex,
@@ -246,7 +247,7 @@ class Executor:
         if isinstance(checked, Refusal):
             return self._refuse(named, checked, operator)
         sending, _ = checked
-        refusal = self._check(sending)
+        refusal = _beyond_quote(sending, quote) or self._check(sending)
         if refusal is not None:
             return self._refuse(named, refusal, operator)
         self.quotes.mark_sent(quote_id)
@@ -266,9 +267,6 @@ class Executor:
                 plan.limit_price,
                 TimeInForce.IOC,
             )
-            # What the operator approved bounds what leaves: never more, never a worse limit.
-            shown = quote.legs[i]
-            assert request.quantity <= shown.quantity and request.limit_price == shown.limit_price
             pair.legs.append(Leg(request, pair.pair_id, LegRole.ENTRY, i, i))
         pair.state = next_pair_state(pair.state, "confirm")
         self.pairs[pair.pair_id] = pair
@@ -430,6 +428,20 @@ class Executor:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("executor task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _beyond_quote(sending: Spread, quote: Quote) -> Refusal | None:
+    """What the operator approved bounds what leaves: the same legs, never a larger quantity, never
+    another limit. Checked on the legs about to be sent (not an ``assert``: it must hold under -O)."""
+    for plan, shown in zip(sending.legs, quote.legs, strict=True):
+        same = (plan.venue, plan.market, plan.side) == (shown.venue, shown.market, shown.side)
+        if not same or plan.quantity > shown.quantity or plan.limit_price != shown.limit_price:
+            return Refusal(
+                "QUOTE_MISMATCH",
+                f"would send {plan.side.value} {plan.quantity} {plan.venue}@{plan.limit_price}, but "
+                f"{quote.quote_id} showed {shown.side.value} {shown.quantity} {shown.venue}@{shown.limit_price}",
+            )
+    return None
 
 
 def _describe(quote: Quote) -> str:

@@ -6,8 +6,9 @@ it sends exactly those legs or less:
 
 - the quote must be known, unexpired (``[execution] quote_ttl_ms``) and not sent before;
 - at send time the current books are walked *at the quote's limits*: the quantity sent is the
-  quote's, or less when the books now hold less within those limits (rounded down to the lot), and
-  never more; the limits are the quote's, never worse;
+  quote's, or less when the books now hold less within those limits or a leg's notional would now
+  exceed ``risk.max_notional`` (rounded down to the lot), and never more; the limits are the
+  quote's, never worse;
 - what that quantity would make now (fees and the slippage buffer charged as the detector charges
   them) must still pay (above ``min_expected_pnl`` and ``min_net_edge_bps``), else nothing is sent
   and the refusal says what the figures are now against the quote's (``EDGE_GONE``).
@@ -104,6 +105,7 @@ class QuoteBook:
         ttl_ms: int,
         min_expected_pnl: Decimal,
         min_net_edge_bps: Decimal,
+        max_notional: Decimal,
     ) -> None:
         self._inst = instruments
         self._books = books
@@ -113,6 +115,7 @@ class QuoteBook:
         self.ttl_ns = ttl_ms * NS_PER_MS
         self._min_pnl = min_expected_pnl
         self._min_edge = min_net_edge_bps
+        self._max_notional = max_notional
         self._quotes: OrderedDict[str, Quote] = OrderedDict()
         self._used: set[str] = set()
         self._next = 1
@@ -148,6 +151,21 @@ class QuoteBook:
         before = gross - fees
         pnl = before - buffer
         return Priced(q, (first, second), fees, gross, cost, buffer, before, pnl, _bps(pnl, cost))
+
+    def _within_notional(self, spread: Spread, limits: tuple[Decimal, Decimal], priced: Priced) -> Priced:
+        """``priced`` cut down (by whole lots) until no leg's notional at the prices the books give now
+        exceeds ``risk.max_notional``, as the detector sizes: a sell whose bids improved since the
+        quote raises more per unit, and is sent smaller rather than refused."""
+        lot, _ = self._lot(spread)
+        for _ in range(8):
+            biggest = max(w.notional for w in priced.walks)
+            if biggest <= self._max_notional or priced.quantity <= 0:
+                return priced
+            smaller = floor_to_step(priced.quantity * self._max_notional / biggest, lot)
+            if smaller >= priced.quantity:
+                smaller = priced.quantity - lot
+            priced = self.price(spread, limits, max(smaller, ZERO))
+        return priced
 
     def pays(self, priced: Priced, min_size: Decimal) -> bool:
         return (
@@ -211,7 +229,7 @@ class QuoteBook:
         if not spread.pays:
             refusal = Refusal("EDGE_GONE", "the spread does not pay after fees and slippage")
         elif not pays:
-            refusal = Refusal("EDGE_GONE", f"at its limits the books give {priced.pnl:+.2f} for {priced.quantity}")
+            refusal = Refusal("EDGE_GONE", f"at its limits the books give {priced.pnl:+.2f} for {priced.quantity:f}")
         else:
             refusal = check(sending)
         qid = f"Q-{self._next}"
@@ -272,12 +290,12 @@ class QuoteBook:
         if quote.opportunity_id is None or quote.quantity <= 0:
             return Refusal("EDGE_GONE", f"{quote.quote_id} did not pay when it was made")
         limits = (quote.legs[0].limit_price, quote.legs[1].limit_price)
-        priced = self.price(quote.spread, limits, quote.quantity)
+        priced = self._within_notional(quote.spread, limits, self.price(quote.spread, limits, quote.quantity))
         _, min_size = self._lot(quote.spread)
         if not self.pays(priced, min_size):
             return Refusal(
                 "EDGE_GONE",
                 f"at the quote's limits the books now give {priced.pnl:+.2f} ({priced.net_bps:+} bp) for "
-                f"{priced.quantity}; quoted {quote.expected_pnl:+.2f} ({quote.net_bps:+} bp) for {quote.quantity}",
+                f"{priced.quantity:f}; quoted {quote.expected_pnl:+.2f} ({quote.net_bps:+} bp) for {quote.quantity:f}",
             )
         return self.sending_spread(quote.spread, priced, limits), priced

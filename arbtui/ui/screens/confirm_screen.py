@@ -76,7 +76,8 @@ class ConfirmScreen(ModalScreen[str | None]):
 
     def _show(self) -> None:
         q = self.quote
-        self.query_one("#confirm-title", Static).update(f"Confirm {q.quote_id} ({q.opportunity_id}): {q.spread.key}")
+        of = q.opportunity_id or "does not pay"
+        self.query_one("#confirm-title", Static).update(f"Confirm {q.quote_id} ({of}): {q.spread.key}")
         self.query_one("#confirm-legs", Static).update(quote_table(q, self._instruments))
         self.query_one("#confirm-summary", Static).update(quote_summary(q, self._now_ns()))
         refusal = self.query_one("#confirm-refusal", Static)
@@ -111,7 +112,9 @@ class ConfirmScreen(ModalScreen[str | None]):
             self._show()
             return
         self.quote = fresh
-        self.refusal = None
+        # A fresh quote that would be refused already (it does not pay now, a risk check) shows why,
+        # and y stays off until a quote that can be sent is on screen.
+        self.refusal = ConfirmOutcome(None, fresh.refusal, fresh.refusal_detail) if fresh.refusal else None
         self._show()
 
     def action_cancel(self) -> None:
