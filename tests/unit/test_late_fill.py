@@ -413,8 +413,7 @@ async def check_late_fill_journal(
     b: Bench, pair: Pair, late: Leg, pair_path: list[tuple[str | None, str, str]]
 ) -> None:
     """The journal has the late leg's fill, its way out of NOT_FOUND, and the pair's late_fill."""
-    got = await b.transitions("pair", pair.pair_id)
-    assert got == pair_path, got
+    assert await b.transitions("pair", pair.pair_id) == pair_path
     leg_path = await b.transitions("leg", late.cid)
     assert leg_path[:3] == [
         ("new", "send", "sent"),
@@ -468,7 +467,7 @@ async def test_kraken_late_fill_after_the_pair_aborted_is_unwound(
     server, clock = kraken
     venue, instruments = await kraken_venue(server)
     b = await bench(venue, server.late_arrivals, clock, instruments)
-    (bid, _), (ask, _) = server.book("BTC/USD")[0][0], server.book("BTC/USD")[1][0]
+    ask, _ = server.book("BTC/USD")[1][0]
     server.arrive_late(2.0)  # inside the 5 s deadline the connector sends: Kraken takes it
     pair = b.launch(
         (Side.BUY, D("0.01"), ask + 100, TimeInForce.IOC),  # crosses: fills when it arrives
@@ -507,7 +506,6 @@ async def test_kraken_late_fill_after_the_pair_aborted_is_unwound(
     )
     assert not b.executor.late_fills.watching
     assert pair.pair_id not in b.executor.ledger.open  # final for good now: swept
-    assert bid < ask
 
 
 async def test_coinbase_late_fill_that_cannot_be_unwound_leaves_the_pair_broken_with_its_exposure(
