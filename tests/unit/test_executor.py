@@ -50,6 +50,7 @@ from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side
 from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.execution import CLORDID_MAX, ConfirmRefusedError
+from arbtui.engine.execution.model import _ROLE_CODE
 from arbtui.engine.journal import Journal
 from arbtui.engine.risk import RiskState, check_pair
 from arbtui.headless import run_headless
@@ -68,6 +69,7 @@ ZERO = D(0)
 REJECT = {**ZERO_FAULTS, "reject_rate": D(1)}
 TIMEOUT = {**ZERO_FAULTS, "timeout_rate": D(1)}
 PARTIAL = {**ZERO_FAULTS, "partial_fill_rate": D(1)}
+UNWIND_CODE = _ROLE_CODE[LegRole.UNWIND]  # the role character of a client order id (index 11)
 BIG = {"max_open_exposure_per_venue": D("1000000"), "max_open_exposure_per_market": D("1000000")}
 
 
@@ -730,6 +732,44 @@ async def test_an_order_the_venue_never_received_counts_as_nothing_filled_and_is
         ("unknown", "not_found", "not_found"),
         ("not_found", "watch_expired", "rejected"),
     ]
+
+
+class LosingUnwinds(DelegatingVenue):
+    """Takes entry orders; loses every unwind order on the way in (never answered, and unknown to
+    every status query), as a request stuck in a queue would be."""
+
+    def __init__(self, inner: SimulatedVenue) -> None:
+        super().__init__(inner)
+        self._never = asyncio.Event()  # never set
+        self.unwinds_sent = 0
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        if request.client_order_id[11] == UNWIND_CODE:
+            self.unwinds_sent += 1
+            await self._never.wait()
+        return await super().place_order(request)
+
+
+async def test_an_unwind_the_venue_never_saw_is_not_sent_again(start: Starter) -> None:
+    """A lost unwind may still arrive late: sending a second one could flatten twice. The pair is
+    left BROKEN with its exposure shown (and the lost unwind watched) instead."""
+    cfg = quiet_config(execution={"order_timeout_ms": 300, "status_retries": 2, "status_backoff_ms": 50})
+    run = await start(cfg, wrap={"coinbase": LosingUnwinds})
+    spread = await run.paying()
+    assert spread.opportunity_id is not None
+    run.faults("kraken", REJECT)
+    pid = run.engine.quote_and_confirm(spread.opportunity_id)
+    view = await run.settle(pid)
+    venue = run.engine.venues["coinbase"]
+    assert isinstance(venue, LosingUnwinds)
+    assert venue.unwinds_sent == 1  # one unwind, never a second
+    assert view.state is PairState.BROKEN
+    (unwind,) = unwinds(view)
+    assert unwind.state is LegState.NOT_FOUND
+    buy, _ = entries(view)
+    assert [(e.venue, e.side, e.quantity) for e in view.exposure] == [("coinbase", Side.BUY, buy.filled)]
+    assert unwind.client_order_id in run.engine.executor.late_fills.watching
+    await check_journal(run, view)
 
 
 # --- 7. an unwind that cannot fill: BROKEN with the filled quantity exposed ----------------------

@@ -419,8 +419,11 @@ class PairProcess:
             pair.legs.append(leg)
             await self._journal.record_leg(leg.view(), leg.idx, leg.target, self._clock.now_ns(), "intent", None)
             await self.send(pair, leg)
-            if not leg.settled:
-                break  # we cannot know the position: stop sending more
+            if not leg.settled or leg.state is LegState.NOT_FOUND:
+                # We cannot know the position: stop sending more. An unwind the venue says it never
+                # saw may still arrive (the late-fill watch follows it); sending another could flatten
+                # twice, so the pair is left BROKEN with its exposure shown until the watch knows.
+                break
             if pair.effective(0) != pair.effective(1):
                 await self._clock.sleep(backoff << attempt)
         if pair.effective(0) == pair.effective(1) and all(leg.settled for leg in pair.legs):
