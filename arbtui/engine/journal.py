@@ -420,11 +420,15 @@ class Journal:
 
     # --- reads ---------------------------------------------------------------------------------
     async def unfinished_pairs(self) -> list[StoredPair]:
+        """Pairs an earlier run left not final, and final pairs with a leg still watched (NOT_FOUND)."""
+
         def q(conn: sqlite3.Connection) -> list[StoredPair]:
             conn.row_factory = sqlite3.Row
             try:
+                # Not final, or final with a leg still watched for a late arrival (state not_found).
                 rows = conn.execute(
-                    f"SELECT * FROM pairs WHERE state NOT IN ({','.join('?' * len(TERMINAL_STATES))}) ORDER BY seq",
+                    f"SELECT * FROM pairs WHERE state NOT IN ({','.join('?' * len(TERMINAL_STATES))})"
+                    " OR pair_id IN (SELECT pair_id FROM legs WHERE state='not_found') ORDER BY seq",
                     TERMINAL_STATES,
                 ).fetchall()
                 out = []

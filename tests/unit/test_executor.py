@@ -772,6 +772,37 @@ async def test_an_unwind_the_venue_never_saw_is_not_sent_again(start: Starter) -
     await check_journal(run, view)
 
 
+async def test_a_settled_pair_s_watched_leg_is_watched_again_after_a_restart(start: Starter, tmp_path: Path) -> None:
+    """The engine stops while a settled pair's NOT_FOUND leg is watched: the next start watches it
+    again (its window counted from when it was sent), without counting the pair's PnL twice."""
+    cfg = quiet_config(execution={"order_timeout_ms": 300, "status_retries": 2, "status_backoff_ms": 50})
+    path = tmp_path / "restart.sqlite"
+    first = await start(cfg, wrap={"kraken": LosingVenue}, journal=path)
+    spread = await first.paying()
+    assert spread.opportunity_id is not None
+    pid = first.engine.quote_and_confirm(spread.opportunity_id)
+    view = await first.settle(pid)
+    _, sell = entries(view)
+    assert (view.state, sell.state) == (PairState.UNWOUND, LegState.NOT_FOUND)
+    realized = first.engine.executor.risk_state().realized_today
+    await first.stop()
+
+    second = await start(cfg, wrap={"kraken": LosingVenue}, journal=path, start_ns=first.clock.now_ns())
+    watch = second.engine.executor.late_fills
+    assert watch.watching == {sell.client_order_id}
+    assert second.engine.executor.risk_state().realized_today == realized  # not counted twice
+    assert second.engine.executor.risk_state().pairs_in_flight == 0
+    await second.run_until(lambda: not watch.watching, limit_s=cfg.execution.late_fill_watch_s + 1)
+    after = second.view(pid)
+    assert after.state is PairState.UNWOUND and entries(after)[1].state is LegState.REJECTED
+    rows = await second.rows(
+        "SELECT trigger, to_state FROM transitions WHERE entity='leg' AND entity_id=? ORDER BY id",
+        (sell.client_order_id,),
+    )
+    assert rows[-1] == ("watch_expired", "rejected")
+    assert second.engine.executor.risk_state().realized_today == realized
+
+
 # --- 7. an unwind that cannot fill: BROKEN with the filled quantity exposed ----------------------
 
 

@@ -159,16 +159,22 @@ class Executor:
                 log.error("cannot restore pair %s from the journal: %s", stored.row.get("pair_id"), exc)
                 self.ledger.blocked_from_journal[str(stored.row.get("pair_id"))] = str(stored.row.get("grp"))
                 continue
-            # Unfinished pairs have no realized PnL in the journal yet: they count here once final.
             self.pairs[pair.pair_id] = pair
-            self.ledger.track(pair)
+            if not pair.state.is_terminal:
+                # Unfinished pairs have no realized PnL in the journal yet: they count here once final.
+                self.ledger.track(pair)
+            # A final pair with a leg still watched is not tracked: its realized PnL is already in the
+            # journal's figure for its day, and a late fill re-opens it through the ledger (reopen).
 
     async def start(self) -> None:
-        """After the venues connect: reconcile pairs left unfinished by an earlier run, then accept
-        confirms."""
+        """After the venues connect: reconcile pairs left unfinished by an earlier run, watch again the
+        NOT_FOUND legs of settled ones, then accept confirms."""
         for pair in list(self.pairs.values()):
             if not pair.state.is_terminal and pair.task is None:
                 pair.task = self._spawn(self.process.reconcile(pair), f"reconcile-{pair.pair_id}")
+            elif pair.state.is_terminal:
+                for leg in pair.legs:  # settled before the restart, a leg still watched: watched again
+                    self.process.watch(leg)
         self.ready = True
 
     async def cancel_all(self) -> None:
