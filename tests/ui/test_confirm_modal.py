@@ -55,6 +55,8 @@ async def test_y_sends_the_legs_the_modal_shows() -> None:
         table = _text(screen, "#confirm-legs")
         for leg in quote.legs:
             assert leg.venue in table and leg.side.value.upper() in table
+            # Every digit that is sent is on screen: the size and the limit, never rounded.
+            assert f"{leg.quantity:,f}" in table and f"{leg.limit_price:,f}".rstrip("0").rstrip(".") in table
         await clock.advance(30_000_000)  # the books move while the operator reads (three market steps)
         await pilot.press("y")
         await pilot.pause()

@@ -7,6 +7,8 @@ so both fit an 80x24 terminal without cutting a figure.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +16,14 @@ from arbtui.domain.clock import NS_PER_MS
 from arbtui.domain.execution import Quote
 from arbtui.domain.instruments import Instruments
 from arbtui.ui.formatting import fixed, signed
+
+
+def exact(value: Decimal, places: int) -> str:
+    """``value`` with at least ``places`` decimals and every digit it has (a size or limit as it is
+    sent must not be shown rounded)."""
+    exponent = value.as_tuple().exponent
+    digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return fixed(value, max(places, digits))
 
 
 def quote_table(quote: Quote, instruments: Instruments) -> Table:
@@ -24,13 +34,12 @@ def quote_table(quote: Quote, instruments: Instruments) -> Table:
         table.add_column(name, justify="left" if name in ("Leg", "Venue", "Side") else "right", no_wrap=True)
     for i, leg in enumerate(quote.legs, start=1):
         lst = instruments.listing(leg.venue, leg.market)
-        qp = min(lst.qty_precision, 6)
         table.add_row(
             str(i),
             leg.venue,
             Text(leg.side.value.upper(), style="green" if leg.side.value == "buy" else "red"),
-            fixed(leg.quantity, qp),
-            fixed(leg.limit_price, lst.price_precision),
+            exact(leg.quantity, lst.qty_precision),  # every digit that is sent: never rounded
+            exact(leg.limit_price, lst.price_precision),
             fixed(leg.vwap, lst.price_precision + 2) if leg.vwap is not None else "-",
             fixed(leg.fee, 4),
             fixed(leg.notional, 2),
