@@ -120,3 +120,13 @@ async def test_a_refused_quote_stays_in_the_modal_with_the_reason_and_r_requotes
         assert ("quote", first.quote_id) in rows and ("quote", fresh.quote_id) in rows
         assert ("confirm", first.quote_id) in rows  # the refused confirm, journaled
         assert rows[-1] == ("confirm_cancel", fresh.quote_id)
+
+
+async def test_at_80x24_the_modal_cuts_no_figure() -> None:
+    app, clock = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_modal(pilot, app, clock)
+        table = _text(screen, "#confirm-legs")
+        assert "…" not in table
+        for leg in screen.quote.legs:
+            assert f"{leg.quantity:,f}" in table

@@ -1,8 +1,8 @@
 """Rendering of a :class:`~arbtui.domain.execution.Quote`, shared by the confirm modal and the
 simulation modal (one place, so what the operator confirms is what was shown).
 
-The legs are stacked one per line block (venue and side, then size, limit, VWAP, fee and notional)
-so both fit an 80x24 terminal without cutting a figure.
+One row per leg (venue, side, size, limit, VWAP, fee, notional); the size and limit carry every
+digit that is sent, and the table fits an 80-column terminal without cutting a figure.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def exact(value: Decimal, places: int) -> str:
 def quote_table(quote: Quote, instruments: Instruments) -> Table:
     """Both legs exactly as a confirm sends them: venue, side, size, IOC limit, expected VWAP, fee,
     expected notional."""
-    table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=True, header_style="bold")
     for name in ("Leg", "Venue", "Side", "Size", "Limit", "VWAP", "Fee", "Notional"):
         table.add_column(name, justify="left" if name in ("Leg", "Venue", "Side") else "right", no_wrap=True)
     for i, leg in enumerate(quote.legs, start=1):
