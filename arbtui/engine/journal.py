@@ -157,7 +157,7 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
     try:
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        objects = [(str(r[0]), str(r[1])) for r in conn.execute("SELECT type, name FROM sqlite_master")]
         check = conn.execute("PRAGMA quick_check(1)").fetchone()
     except sqlite3.Error as exc:
         raise JournalError(path, _sqlite_reason(exc)) from None
@@ -172,8 +172,10 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
     foreign = "not an arbtui journal but some other program's SQLite database"
     if app_id != 0:
         raise JournalError(path, f"{foreign} (application_id {app_id:#010x}); arbtui leaves it untouched")
-    if not tables and version == 0:
+    # New only if it holds nothing at all: a database with only a view, index or trigger is someone's.
+    if not objects and version == 0:
         return 0  # new
+    tables = {name for kind, name in objects if kind == "table"}
     known = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA)) | {"sqlite_sequence"}
     if _LEGACY_TABLES <= tables <= known and version == 0:
         try:
@@ -182,8 +184,10 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
             tag = None
         if tag is not None:
             return 0  # an arbtui journal from before the stamp: adopted
-    shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
-    raise JournalError(path, f"{foreign} (tables: {shown or 'none'}); arbtui leaves it untouched")
+    names = sorted(tables) or sorted(f"{kind} {name}" for kind, name in objects)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    what = f"tables: {shown}" if tables else f"no tables; {shown}" if objects else f"empty, user_version {version}"
+    raise JournalError(path, f"{foreign} ({what}); arbtui leaves it untouched")
 
 
 def _sqlite_reason(exc: sqlite3.Error) -> str:
@@ -297,9 +301,7 @@ class Journal:
         """A quote as the operator was shown it (the confirm modal, a simulation)."""
         await self._call(lambda conn: _insert_quote(conn, self.run_id, quote, None))
 
-    async def record_intent(
-        self, pair: PairView, seq: int, kind: str, ts_ns: int, quote: Quote | None = None
-    ) -> None:
+    async def record_intent(self, pair: PairView, seq: int, kind: str, ts_ns: int, quote: Quote | None = None) -> None:
         """The pair and its entry legs (as they are sent) beside the quote they were sent for, before
         anything is sent. Committed when this returns."""
 
