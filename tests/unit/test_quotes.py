@@ -314,3 +314,25 @@ async def test_legs_beyond_the_quote_are_refused_even_if_the_recheck_were_wrong(
     assert f"{quote.quote_id} showed" in exc.value.refusal.detail
     await run.clock.advance(MARKET_STEP_NS)
     assert sent_requests(run) == [] and run.engine.executor.pairs == {}
+
+
+async def test_the_risk_queries_change_nothing(start: Starter) -> None:
+    """The console asks "would this be refused?" of every paying row at each refresh: the answer is
+    read from the risk ledger and changes nothing in it (it used to drop settled pairs from the open
+    set while answering)."""
+    run = await start(wrap=WIRED)
+    executor = run.engine.executor
+    run.engine.set_armed(True)
+    for _ in range(100):
+        await run.clock.advance(MARKET_STEP_NS * 10)
+        if executor.ledger.open:
+            break
+    run.engine.set_armed(False)
+    assert executor.ledger.open, "ARMED mode should have a pair open within 10 s"
+    before = (dict(executor.ledger.open), dict(executor.ledger._settled_realized), executor.risk_state())
+    for _ in range(50):
+        for spread in run.engine.detector.spreads():
+            run.engine.would_refuse(spread)
+        executor.risk_state()
+    assert (dict(executor.ledger.open), dict(executor.ledger._settled_realized), executor.risk_state()) == before
+    await run.run_until(lambda: not executor.in_flight(), limit_s=60)
