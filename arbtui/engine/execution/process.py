@@ -501,6 +501,13 @@ class PairProcess:
         self._ledger.reopen(pair)
         if pair.realized_pnl is not None:
             self._analytics.realized_pnl -= pair.realized_pnl  # added again, recomputed, when it is final
+        if pair.state is PairState.COMPLETED:
+            # It no longer completed as expected: taken back out of the captured figures (its slippage
+            # samples stay: those legs did fill at those prices).
+            self._analytics.pairs_completed -= 1
+            self._analytics.expected_pnl -= pair.spread.expected_pnl
+            if pair.spread.opportunity_id:
+                self._analytics.captured.discard(pair.spread.opportunity_id)
         pair.resolved = False
 
     def sweep(self, pair: Pair) -> None:
