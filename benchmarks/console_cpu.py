@@ -40,16 +40,21 @@ def main() -> int:
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "48", cmd], check=True)
     try:
         time.sleep(5)
-        pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
-                                      capture_output=True, text=True, check=True).stdout.split()[0])
+        pane_pid = int(
+            subprocess.run(
+                ["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
         c0, t0 = cpu_seconds(pane_pid), time.monotonic()
         time.sleep(args.seconds)
         c1, t1 = cpu_seconds(pane_pid), time.monotonic()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
     label = "idle (market frozen)" if args.idle else "demo running"
-    print(f"console CPU, {label}: {100 * (c1 - c0) / (t1 - t0):.1f}% of one core over {t1 - t0:.0f} s "
-          f"(refresh 10 Hz, 160x48)")
+    print(
+        f"console CPU, {label}: {100 * (c1 - c0) / (t1 - t0):.1f}% of one core over {t1 - t0:.0f} s "
+        f"(refresh 10 Hz, 160x48)"
+    )
     return 0
 
 

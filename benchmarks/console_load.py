@@ -27,12 +27,18 @@ def main() -> int:
     if not v:
         print(fig.note, file=sys.stderr)
         return 2
-    print(f"feed: {v['feed_frames_per_s']:,} frames/s achieved (asked {args.rate:,}); 160x48, refresh 10 Hz "
-          f"({d['flushes_per_s']} flushes/s)")
-    print(f"process CPU {v['process_pct']}% of a core: engine {v['engine_pct']}%, UI {v['ui_pct']}% "
-          f"(gross {v['ui_gross_pct']}%, of which the feed harness {d['control']['residual_pct']}%)")
-    print(f"key to screen (p, header shows PAUSED / not): median {v['key_to_screen_p50_ms']} ms, "
-          f"max {v['key_to_screen_max_ms']} ms; key to frame in the console: median {v['key_to_frame_p50_ms']} ms")
+    print(
+        f"feed: {v['feed_frames_per_s']:,} frames/s achieved (asked {args.rate:,}); 160x48, refresh 10 Hz "
+        f"({d['flushes_per_s']} flushes/s)"
+    )
+    print(
+        f"process CPU {v['process_pct']}% of a core: engine {v['engine_pct']}%, UI {v['ui_pct']}% "
+        f"(gross {v['ui_gross_pct']}%, of which the feed harness {d['control']['residual_pct']}%)"
+    )
+    print(
+        f"key to screen (p, header shows PAUSED / not): median {v['key_to_screen_p50_ms']} ms, "
+        f"max {v['key_to_screen_max_ms']} ms; key to frame in the console: median {v['key_to_frame_p50_ms']} ms"
+    )
     return 0
 
 

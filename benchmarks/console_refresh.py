@@ -48,8 +48,12 @@ async def measure(refreshes: int, frames: int) -> tuple[list[float], list[float]
         await warm_up(app, clock, 16)
         await pilot.pause()
         engine = app.engine
-        books = [(v, lst.market) for v, venue in engine.venues.items() for lst in venue.listings
-                 if lst.market in ("BTC-USD", "ETH-USD")]
+        books = [
+            (v, lst.market)
+            for v, venue in engine.venues.items()
+            for lst in venue.listings
+            if lst.market in ("BTC-USD", "ETH-USD")
+        ]
         sizes = [Decimal(k) / 100 for k in range(1, 8)]
         n = 0
         for _ in range(refreshes):
@@ -91,10 +95,12 @@ def main() -> None:
     flushes, updates = asyncio.run(measure(args.refreshes, args.frames))
     totals = [f + u for f, u in zip(flushes, updates, strict=True)]
     ms = 1000
-    print(f"per refresh (thread CPU, {args.frames} touch changes between refreshes, 160x48, headless): "
-          f"flush median {ms * statistics.median(flushes):.2f} ms, screen update median "
-          f"{ms * statistics.median(updates):.2f} ms, total median {ms * statistics.median(totals):.2f} ms, "
-          f"best {ms * min(totals):.2f} ms; at 10 refreshes/s: {statistics.median(totals) * 10 * 100:.1f}% of a core")
+    print(
+        f"per refresh (thread CPU, {args.frames} touch changes between refreshes, 160x48, headless): "
+        f"flush median {ms * statistics.median(flushes):.2f} ms, screen update median "
+        f"{ms * statistics.median(updates):.2f} ms, total median {ms * statistics.median(totals):.2f} ms, "
+        f"best {ms * min(totals):.2f} ms; at 10 refreshes/s: {statistics.median(totals) * 10 * 100:.1f}% of a core"
+    )
 
 
 if __name__ == "__main__":

@@ -60,13 +60,24 @@ async def reconcile(config_path: Path, journal: Path) -> None:
     out = []
     for pair in engine.executor.pairs.values():
         view = pair.view()
-        out.append({
-            "pair": view.pair_id,
-            "state": view.state.value,
-            "legs": [{"cid": leg.client_order_id, "role": leg.role.value, "state": leg.state.value,
-                      "filled": str(leg.filled), "side": leg.side.value, "venue": leg.venue} for leg in view.legs],
-            "exposure": [{"venue": e.venue, "quantity": str(e.quantity)} for e in view.exposure],
-        })
+        out.append(
+            {
+                "pair": view.pair_id,
+                "state": view.state.value,
+                "legs": [
+                    {
+                        "cid": leg.client_order_id,
+                        "role": leg.role.value,
+                        "state": leg.state.value,
+                        "filled": str(leg.filled),
+                        "side": leg.side.value,
+                        "venue": leg.venue,
+                    }
+                    for leg in view.legs
+                ],
+                "exposure": [{"venue": e.venue, "quantity": str(e.quantity)} for e in view.exposure],
+            }
+        )
     await engine.stop("reconciled")
     sys.stdout.write(orjson.dumps(out).decode() + "\n")
 

@@ -184,8 +184,12 @@ class _CoinbaseVenue:
             changes = [("bid" if s == "bid" else "offer", p, q) for s, p, q in self.changes]
         self.changes = []
         updates = [
-            {"side": s, "event_time": "2024-01-01T00:00:00Z", "price_level": f"{p // 100}.{p % 100:02d}",
-             "new_quantity": _qty_text(q)}
+            {
+                "side": s,
+                "event_time": "2024-01-01T00:00:00Z",
+                "price_level": f"{p // 100}.{p % 100:02d}",
+                "new_quantity": _qty_text(q),
+            }
             for s, p, q in changes
         ]
         msg = {
@@ -345,8 +349,18 @@ class _Rig:
                 vc.name, listings, instruments.markets, feed.book, _fixed(fees), vc.real.paper_balances, clock
             )
             venues.append(
-                LiveVenue(vc.name, vc.kind, listings, feed, SupervisorConfig(url="bench:"), trader, fees, clock,
-                          mode="paper", replay=True)
+                LiveVenue(
+                    vc.name,
+                    vc.kind,
+                    listings,
+                    feed,
+                    SupervisorConfig(url="bench:"),
+                    trader,
+                    fees,
+                    clock,
+                    mode="paper",
+                    replay=True,
+                )
             )
         kwargs: dict[str, Any] = {"mode": "paper"}
         if "coalesce" in inspect.signature(Engine).parameters:

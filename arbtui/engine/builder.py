@@ -55,7 +55,7 @@ def real_venue_builder(kind: str) -> RealVenueBuilder:
 
 
 def engine_mode(config: Config, options: RunOptions, credentials: dict[str, Credentials]) -> str:
-    """"sim", "paper" or "live". Live needs ``--live``, ``[trading] live = true`` and every real venue's keys;
+    """ "sim", "paper" or "live". Live needs ``--live``, ``[trading] live = true`` and every real venue's keys;
     asking for it without all three raises :class:`LiveRefused` naming what is missing."""
     real = [vc for vc in config.venues if vc.kind in REAL_KINDS]
     if not real:

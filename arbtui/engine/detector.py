@@ -510,17 +510,11 @@ class Detector:
             and priced.budget2 == budget2
             and (
                 not moved1
-                or (
-                    (priced.len1 < 0 or len(side1) == priced.len1)
-                    and side1.top(len(priced.levels1)) == priced.levels1
-                )
+                or ((priced.len1 < 0 or len(side1) == priced.len1) and side1.top(len(priced.levels1)) == priced.levels1)
             )
             and (
                 not moved2
-                or (
-                    (priced.len2 < 0 or len(side2) == priced.len2)
-                    and side2.top(len(priced.levels2)) == priced.levels2
-                )
+                or ((priced.len2 < 0 or len(side2) == priced.len2) and side2.top(len(priced.levels2)) == priced.levels2)
             )
         ):
             # Everything the last evaluation read is equal (by value): it would price the same figures,

@@ -271,7 +271,7 @@ def _event(line: bytes) -> dict[str, Any]:
         raise ValueError('an event needs an integer "t" (nanoseconds)')
     kind = ev.get("kind")
     if kind not in KINDS:
-        raise ValueError(f'unknown event kind {kind!r} (expected one of {", ".join(KINDS)})')
+        raise ValueError(f"unknown event kind {kind!r} (expected one of {', '.join(KINDS)})")
     if kind == "frame" and not (
         isinstance(ev.get("venue"), str) and isinstance(ev.get("stream"), str) and isinstance(ev.get("raw"), str)
     ):

@@ -542,7 +542,6 @@ class KrakenBook(OrderBook):
         return bool(b) and bool(a) and -b[0] >= a[0]
 
 
-
 @dataclass
 class KrakenBooks:
     """The books of one Kraken book subscription, verified frame by frame."""

@@ -352,8 +352,9 @@ class PaperTrader:
             return
         free = self._free()
         if req.side is Side.BUY:
-            asset, need = market.quote, req.quantity * req.limit_price + self._fees(req.market).fee(
-                req.limit_price, req.quantity
+            asset, need = (
+                market.quote,
+                req.quantity * req.limit_price + self._fees(req.market).fee(req.limit_price, req.quantity),
             )
         else:
             asset, need = market.base, req.quantity

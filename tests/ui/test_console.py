@@ -119,6 +119,7 @@ async def test_engine_failure_shows_error_screen() -> None:
 
 # --- issue 4: the operator console ------------------------------------------------------------
 
+
 async def _paying_selected(pilot: Any, app: Any, clock: Any) -> None:
     await warm_up(app, clock, 16)
     app.main_screen.query_one(SpreadsTable).focus()
@@ -295,8 +296,11 @@ async def test_tab_moves_between_panes_and_small_terminals_show_one_pane() -> No
         await warm_up(app, clock, 2)
         screen = app.main_screen
         assert screen.has_class("-narrow")
-        shown = [p for p in ("spreads", "books", "pairs", "analytics") if screen.query_one(f"#{p}").display
-                 and screen.query_one(f"#{p}").has_class("-current")]
+        shown = [
+            p
+            for p in ("spreads", "books", "pairs", "analytics")
+            if screen.query_one(f"#{p}").display and screen.query_one(f"#{p}").has_class("-current")
+        ]
         assert shown == ["spreads"]
         await pilot.press("tab")
         await pilot.pause()

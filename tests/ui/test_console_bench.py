@@ -43,11 +43,31 @@ def test_shares_add_up() -> None:
     later[3] = 98  # 98 probes woke 0.75-1 ms late
     later[40] = 2  # and 2 woke 10-10.25 ms late
     first: dict[str, Any] = {"lag_bins": bins}
-    first |= {"wall": 10.0, "process_s": 1.0, "feed_s": 0.5, "market_s": 0.1, "deferred_s": 0.1, "bridge_s": 0.05,
-             "bridge_calls": 0, "frames": 0, "flushes": 0, "threads_s": {"MainThread": 1.0}}
+    first |= {
+        "wall": 10.0,
+        "process_s": 1.0,
+        "feed_s": 0.5,
+        "market_s": 0.1,
+        "deferred_s": 0.1,
+        "bridge_s": 0.05,
+        "bridge_calls": 0,
+        "frames": 0,
+        "flushes": 0,
+        "threads_s": {"MainThread": 1.0},
+    }
     last: dict[str, Any] = {"lag_bins": later}
-    last |= {"wall": 20.0, "process_s": 6.0, "feed_s": 3.5, "market_s": 0.6, "deferred_s": 0.4, "bridge_s": 0.35,
-            "bridge_calls": 200_000, "frames": 200_000, "flushes": 100, "threads_s": {"MainThread": 5.5, "w": 0.5}}
+    last |= {
+        "wall": 20.0,
+        "process_s": 6.0,
+        "feed_s": 3.5,
+        "market_s": 0.6,
+        "deferred_s": 0.4,
+        "bridge_s": 0.35,
+        "bridge_calls": 200_000,
+        "frames": 200_000,
+        "flushes": 100,
+        "threads_s": {"MainThread": 5.5, "w": 0.5},
+    }
     shares = _shares(first, last)
     assert shares["process_pct"] == 50.0
     assert shares["engine_pct"] == 30.0 + 5.0 + 3.0 - 3.0  # feed + market + deferred - bridge

@@ -42,12 +42,14 @@ depths = st.one_of(st.none(), st.integers(min_value=1, max_value=6))
 
 positive_quantities = st.integers(min_value=1, max_value=1_000).map(qty)
 # One side of a book: distinct prices with positive quantities.
-book_sides = st.dictionaries(st.integers(min_value=1, max_value=200).map(px), positive_quantities,
-                             min_size=1, max_size=12)
+book_sides = st.dictionaries(
+    st.integers(min_value=1, max_value=200).map(px), positive_quantities, min_size=1, max_size=12
+)
 sizes = st.integers(min_value=1, max_value=20_000).map(qty)
 
 
 # --- the reference model ---------------------------------------------------------------------
+
 
 class RefBook:
     """The obvious implementation: a dict per side, sorted and cut from scratch when asked."""
@@ -98,6 +100,7 @@ def assert_matches(book: OrderBook, ref: RefBook) -> None:
 
 
 # --- (a) snapshot + updates against the reference ---------------------------------------------
+
 
 @PROPERTY
 @given(depth=depths, snapshot=updates, steps=st.lists(updates, max_size=8))
@@ -202,6 +205,7 @@ def test_mid_needs_both_sides() -> None:
 
 # --- (b) fill estimates ----------------------------------------------------------------------
 
+
 def manual_walk(levels: list[tuple[Decimal, Decimal]], size: Decimal) -> tuple[Decimal, Decimal, Decimal | None]:
     """(quantity, notional, last price touched) of taking ``size`` from ``levels`` (best first)."""
     got = notional = ZERO
@@ -219,7 +223,10 @@ def manual_walk(levels: list[tuple[Decimal, Decimal]], size: Decimal) -> tuple[D
 @PROPERTY
 @given(side_levels=book_sides, a=sizes, b=sizes, side=st.sampled_from([Side.BUY, Side.SELL]))
 def test_estimate_fill_is_never_better_than_the_touch_and_worsens_with_size(
-    side_levels: dict[Decimal, Decimal], a: Decimal, b: Decimal, side: Side,
+    side_levels: dict[Decimal, Decimal],
+    a: Decimal,
+    b: Decimal,
+    side: Side,
 ) -> None:
     book = OrderBook()
     if side is Side.BUY:
@@ -266,10 +273,17 @@ def test_estimate_fill_matches_a_manual_walk(side_levels: dict[Decimal, Decimal]
 
 
 @PROPERTY
-@given(side_levels=book_sides, limit=st.integers(min_value=1, max_value=200).map(px), size=sizes,
-       side=st.sampled_from([Side.BUY, Side.SELL]))
+@given(
+    side_levels=book_sides,
+    limit=st.integers(min_value=1, max_value=200).map(px),
+    size=sizes,
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+)
 def test_size_up_to_and_limited_estimates_match_a_manual_sum(
-    side_levels: dict[Decimal, Decimal], limit: Decimal, size: Decimal, side: Side,
+    side_levels: dict[Decimal, Decimal],
+    limit: Decimal,
+    size: Decimal,
+    side: Side,
 ) -> None:
     book = OrderBook()
     if side is Side.BUY:
@@ -287,8 +301,9 @@ def test_size_up_to_and_limited_estimates_match_a_manual_sum(
 
 def test_estimate_fill_by_hand() -> None:
     book = OrderBook()
-    book.apply_snapshot([(px(990), qty(100))], [(px(1000), qty(100)), (px(1001), qty(200)), (px(1005), qty(50))],
-                        ts_ns=1)
+    book.apply_snapshot(
+        [(px(990), qty(100))], [(px(1000), qty(100)), (px(1001), qty(200)), (px(1005), qty(50))], ts_ns=1
+    )
     est = book.estimate_fill(Side.BUY, Decimal("2.5"))
     # 1.00 @ 100.0 + 1.50 @ 100.1 = 100.0 + 150.15 = 250.15
     assert est.quantity == Decimal("2.5")
@@ -312,8 +327,11 @@ high_levels = st.lists(st.tuples(st.integers(51, 100).map(px), quantities), max_
 
 
 @PROPERTY
-@given(depth=depths, steps=st.lists(st.tuples(low_levels, high_levels), min_size=1, max_size=8),
-       cross_by=st.integers(min_value=0, max_value=5))
+@given(
+    depth=depths,
+    steps=st.lists(st.tuples(low_levels, high_levels), min_size=1, max_size=8),
+    cross_by=st.integers(min_value=0, max_value=5),
+)
 def test_valid_updates_never_cross_and_a_crossing_update_is_reported(
     depth: int | None,
     steps: list[tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]],

@@ -39,9 +39,10 @@ def test_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path: Path) -> 
     path = tmp_path / "config.toml"
     assert main(["init", str(path)]) == 0
     first = path.read_text(encoding="utf-8")
-    assert load_config(path).venue("kraken").fees.taker_rate == load_config(ROOT / "config.toml").venue(
-        "kraken"
-    ).fees.taker_rate
+    assert (
+        load_config(path).venue("kraken").fees.taker_rate
+        == load_config(ROOT / "config.toml").venue("kraken").fees.taker_rate
+    )
     path.write_text(first + "\n# my edits\n", encoding="utf-8")
     assert main(["init", str(path)]) == 1
     assert path.read_text(encoding="utf-8").endswith("# my edits\n")  # untouched

@@ -14,17 +14,31 @@ D = Decimal
 
 
 def msg(seq: int, events: list[dict[str, Any]], channel: str = "l2_data") -> bytes:
-    return orjson.dumps({"channel": channel, "client_id": "", "timestamp": "2024-10-08T09:10:36.04370306Z",
-                         "sequence_num": seq, "events": events})
+    return orjson.dumps(
+        {
+            "channel": channel,
+            "client_id": "",
+            "timestamp": "2024-10-08T09:10:36.04370306Z",
+            "sequence_num": seq,
+            "events": events,
+        }
+    )
 
 
 def level(side: str, price: str, qty: str) -> dict[str, str]:
     return {"side": side, "event_time": "2024-10-08T09:10:34.970831Z", "price_level": price, "new_quantity": qty}
 
 
-SNAPSHOT = {"type": "snapshot", "product_id": "BTC-USD", "updates": [
-    level("bid", "62319.46", "0.5"), level("bid", "62318.81", "1.25"),
-    level("offer", "62336.65", "0.03021537"), level("offer", "62340.00", "2")]}
+SNAPSHOT = {
+    "type": "snapshot",
+    "product_id": "BTC-USD",
+    "updates": [
+        level("bid", "62319.46", "0.5"),
+        level("bid", "62318.81", "1.25"),
+        level("offer", "62336.65", "0.03021537"),
+        level("offer", "62340.00", "2"),
+    ],
+}
 
 
 def test_snapshot_then_updates_with_offer_as_asks() -> None:
@@ -33,8 +47,15 @@ def test_snapshot_then_updates_with_offer_as_asks() -> None:
     book = books.books["BTC-USD"]
     assert book.best_bid() == (D("62319.46"), D("0.5"))
     assert book.best_ask() == (D("62336.65"), D("0.03021537"))
-    update = {"type": "update", "product_id": "BTC-USD", "updates": [
-        level("bid", "62319.46", "0.00169"), level("bid", "62318.81", "0"), level("offer", "62330.00", "1")]}
+    update = {
+        "type": "update",
+        "product_id": "BTC-USD",
+        "updates": [
+            level("bid", "62319.46", "0.00169"),
+            level("bid", "62318.81", "0"),
+            level("offer", "62330.00", "1"),
+        ],
+    }
     assert books.on_raw(msg(1, [update]), 2) == ["BTC-USD"]
     assert book.best_bid() == (D("62319.46"), D("0.00169"))
     assert book.bids.quantity_at(D("62318.81")) == 0  # "0" removed it
@@ -59,10 +80,17 @@ def test_malformed_messages_are_counted_and_skipped_whole() -> None:
     books = CoinbaseBooks(products={"BTC-USD"})
     books.on_raw(msg(0, [SNAPSHOT]), 1)
     before = books.books["BTC-USD"].sequence
-    bad_number = {"type": "update", "product_id": "BTC-USD", "updates": [
-        level("bid", "62000", "1"), level("bid", "oops", "1")]}
-    for raw in (b"{", msg(1, [bad_number]), b'{"channel": "l2_data", "sequence_num": "2"}',
-                msg(3, [{"type": "update", "product_id": "BTC-USD", "updates": [level("bid", "1", "-1")]}])):
+    bad_number = {
+        "type": "update",
+        "product_id": "BTC-USD",
+        "updates": [level("bid", "62000", "1"), level("bid", "oops", "1")],
+    }
+    for raw in (
+        b"{",
+        msg(1, [bad_number]),
+        b'{"channel": "l2_data", "sequence_num": "2"}',
+        msg(3, [{"type": "update", "product_id": "BTC-USD", "updates": [level("bid", "1", "-1")]}]),
+    ):
         assert books.on_raw(raw, 2) == []
     assert books.malformed == 4
     assert books.books["BTC-USD"].sequence == before  # the good first level of a bad event was not applied

@@ -51,9 +51,23 @@ def sim_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server_cfg = tmp_path / "server.toml"
     server_cfg.write_text(tomli_w.dumps(_spot_only(default_config_data())), encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbtui.sim.server", "--config", str(server_cfg), "--port", "0",
-         "--ack-latency-ms", "4000", "--latency-jitter-ms", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "arbtui.sim.server",
+            "--config",
+            str(server_cfg),
+            "--port",
+            "0",
+            "--ack-latency-ms",
+            "4000",
+            "--latency-jitter-ms",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -86,8 +100,14 @@ def test_sigkill_after_intent_then_restart_reconciles(sim_server: tuple[str, Pat
     url, engine_cfg = sim_server
     journal = tmp_path / "journal.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    engine = subprocess.Popen([sys.executable, "-m", "tests.crash_engine", "dispatch", str(engine_cfg), str(journal)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_engine", "dispatch", str(engine_cfg), str(journal)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert engine.stdout is not None
         line = engine.stdout.readline()
@@ -103,8 +123,9 @@ def test_sigkill_after_intent_then_restart_reconciles(sim_server: tuple[str, Pat
     # What the killed engine left: the intent and both legs, not final.
     with sqlite3.connect(journal) as conn:
         (state,) = conn.execute("SELECT state FROM pairs WHERE pair_id=?", (pair_id,)).fetchone()
-        legs = conn.execute("SELECT client_order_id, state FROM legs WHERE pair_id=? ORDER BY idx",
-                            (pair_id,)).fetchall()
+        legs = conn.execute(
+            "SELECT client_order_id, state FROM legs WHERE pair_id=? ORDER BY idx", (pair_id,)
+        ).fetchall()
     assert state == "dispatching"
     assert [c for c, _ in legs] == cids
     assert all(s in ("new", "sent") for _, s in legs)
@@ -127,8 +148,14 @@ def test_sigkill_after_intent_then_restart_reconciles(sim_server: tuple[str, Pat
     truth = [venue_truth(venue, cid) for venue, cid in zip(_leg_venues(journal, pair_id), cids, strict=True)]
 
     # Restart on the same journal: the pair is reconciled against the venues.
-    out = subprocess.run([sys.executable, "-m", "tests.crash_engine", "reconcile", str(engine_cfg), str(journal)],
-                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.crash_engine", "reconcile", str(engine_cfg), str(journal)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     pairs = {p["pair"]: p for p in orjson.loads(out.stdout.strip().splitlines()[-1])}
     pair = pairs[pair_id]
@@ -150,7 +177,11 @@ def test_sigkill_after_intent_then_restart_reconciles(sim_server: tuple[str, Pat
 
     with sqlite3.connect(journal) as conn:
         (final,) = conn.execute("SELECT state FROM pairs WHERE pair_id=?", (pair_id,)).fetchone()
-        triggers = [r[0] for r in conn.execute(
-            "SELECT trigger FROM transitions WHERE entity='pair' AND entity_id=? ORDER BY id", (pair_id,))]
+        triggers = [
+            r[0]
+            for r in conn.execute(
+                "SELECT trigger FROM transitions WHERE entity='pair' AND entity_id=? ORDER BY id", (pair_id,)
+            )
+        ]
     assert final == pair["state"]
     assert "restart" in triggers  # it went through RECONCILING

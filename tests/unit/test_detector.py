@@ -43,32 +43,71 @@ MS = 1_000_000
 Levels = Sequence[tuple[str, str]]
 
 
-def cross_config(*, fee_a: str = "0.001", fee_b: str = "0.001", slip: str = "1", max_quantity: str = "100",
-                 max_notional: str = "1000000", min_net_edge_bps: str = "0", min_expected_pnl: str = "0") -> Config:
+def cross_config(
+    *,
+    fee_a: str = "0.001",
+    fee_b: str = "0.001",
+    slip: str = "1",
+    max_quantity: str = "100",
+    max_notional: str = "1000000",
+    min_net_edge_bps: str = "0",
+    min_expected_pnl: str = "0",
+) -> Config:
     listing = {"tick_size": "0.1", "lot_size": "0.01"}
-    return parse_config({
-        "detector": {"slippage_floor_bps": slip, "volatility_multiplier": "0", "stale_after_ms": 1000,
-                     "min_net_edge_bps": min_net_edge_bps},
-        "risk": {"max_notional": max_notional, "min_expected_pnl": min_expected_pnl},
-        "venues": {"A": {"maker_fee": "0", "taker_fee": fee_a}, "B": {"maker_fee": "0", "taker_fee": fee_b}},
-        "markets": {X: {"base": "X", "quote": "USD", "max_quantity": max_quantity, "sim": {"start_price": "100"},
-                        "venues": {"A": {"symbol": "X/USD", **listing}, "B": {"symbol": "X-USD", **listing}}}},
-    }, "test")
+    return parse_config(
+        {
+            "detector": {
+                "slippage_floor_bps": slip,
+                "volatility_multiplier": "0",
+                "stale_after_ms": 1000,
+                "min_net_edge_bps": min_net_edge_bps,
+            },
+            "risk": {"max_notional": max_notional, "min_expected_pnl": min_expected_pnl},
+            "venues": {"A": {"maker_fee": "0", "taker_fee": fee_a}, "B": {"maker_fee": "0", "taker_fee": fee_b}},
+            "markets": {
+                X: {
+                    "base": "X",
+                    "quote": "USD",
+                    "max_quantity": max_quantity,
+                    "sim": {"start_price": "100"},
+                    "venues": {"A": {"symbol": "X/USD", **listing}, "B": {"symbol": "X-USD", **listing}},
+                }
+            },
+        },
+        "test",
+    )
 
 
 def outcome_config(*, fee: str = "0.01") -> Config:
     listing = {"tick_size": "0.01", "lot_size": "0.01", "min_size": "1"}
-    return parse_config({
-        "detector": {"slippage_floor_bps": "0", "volatility_multiplier": "0"},
-        "venues": {"P": {"fee_model": "probability", "maker_fee": "0", "taker_fee": fee}},
-        "markets": {
-            "EV-YES": {"kind": "outcome", "event": "EV", "outcome": "YES", "base": "EV-YES", "quote": "USDC",
-                       "max_quantity": "1000", "sim": {"start_price": "0.4"},
-                       "venues": {"P": {"symbol": "y", **listing}}},
-            "EV-NO": {"kind": "outcome", "event": "EV", "outcome": "NO", "base": "EV-NO", "quote": "USDC",
-                      "max_quantity": "1000", "venues": {"P": {"symbol": "n", **listing}}},
+    return parse_config(
+        {
+            "detector": {"slippage_floor_bps": "0", "volatility_multiplier": "0"},
+            "venues": {"P": {"fee_model": "probability", "maker_fee": "0", "taker_fee": fee}},
+            "markets": {
+                "EV-YES": {
+                    "kind": "outcome",
+                    "event": "EV",
+                    "outcome": "YES",
+                    "base": "EV-YES",
+                    "quote": "USDC",
+                    "max_quantity": "1000",
+                    "sim": {"start_price": "0.4"},
+                    "venues": {"P": {"symbol": "y", **listing}},
+                },
+                "EV-NO": {
+                    "kind": "outcome",
+                    "event": "EV",
+                    "outcome": "NO",
+                    "base": "EV-NO",
+                    "quote": "USDC",
+                    "max_quantity": "1000",
+                    "venues": {"P": {"symbol": "n", **listing}},
+                },
+            },
         },
-    }, "test")
+        "test",
+    )
 
 
 class Harness:
@@ -77,9 +116,13 @@ class Harness:
     def __init__(self, cfg: Config, balances: dict[tuple[str, str], Decimal] | None = None) -> None:
         self.books: dict[tuple[str, str], OrderBook] = {}
         self.balances = balances or {}
-        self.detector = Detector(cfg, cfg.instruments(), {v.name: v.fees for v in cfg.venues},
-                                 lambda venue, market: self.books.get((venue, market)),
-                                 lambda venue, asset: self.balances.get((venue, asset), BIG))
+        self.detector = Detector(
+            cfg,
+            cfg.instruments(),
+            {v.name: v.fees for v in cfg.venues},
+            lambda venue, market: self.books.get((venue, market)),
+            lambda venue, asset: self.balances.get((venue, asset), BIG),
+        )
 
     def snapshot(self, venue: str, market: str, bids: Levels, asks: Levels, ts_ns: int = 0) -> None:
         book = self.books.setdefault((venue, market), OrderBook())
@@ -124,6 +167,7 @@ def case_a(cfg: Config | None = None, balances: dict[tuple[str, str], Decimal] |
 
 # --- (a) buy A / sell B pays ---------------------------------------------------------------------
 
+
 def test_buy_a_sell_b_pays_and_is_sized_where_the_marginal_profit_reaches_zero() -> None:
     h = case_a()  # taker fees 0.001 on both venues, slippage floor 1 bp = 0.0001 per leg notional
     ev = h.evaluate()[AB]
@@ -163,6 +207,7 @@ def test_buy_a_sell_b_pays_and_is_sized_where_the_marginal_profit_reaches_zero()
 
 # --- (b) the reverse direction ----------------------------------------------------------------------
 
+
 def test_reverse_direction_is_priced_at_the_touch_and_does_not_pay() -> None:
     h = case_a()
     ev = h.evaluate()[BA]
@@ -173,9 +218,19 @@ def test_reverse_direction_is_priced_at_the_touch_and_does_not_pay() -> None:
     assert s.quantity == D("1")
     buy, sell = s.legs
     assert (buy.venue, buy.side, buy.vwap, buy.limit_price, buy.fee) == (
-        "B", Side.BUY, D("102.5"), D("102.5"), D("0.1025"))
+        "B",
+        Side.BUY,
+        D("102.5"),
+        D("102.5"),
+        D("0.1025"),
+    )
     assert (sell.venue, sell.side, sell.vwap, sell.limit_price, sell.fee) == (
-        "A", Side.SELL, D("99.5"), D("99.5"), D("0.0995"))
+        "A",
+        Side.SELL,
+        D("99.5"),
+        D("99.5"),
+        D("0.0995"),
+    )
     # gross 99.5 - 102.5 = -3; fees 0.1025 + 0.0995 = 0.202; slippage 0.0001 * 202.0 = 0.0202
     # pnl -3 - 0.202 - 0.0202 = -3.2222; bps of 102.5: -292.6829.. -> -292.68, -314.3609.. -> -314.36
     assert s.fees == D("0.202")
@@ -202,6 +257,7 @@ def test_a_non_paying_spread_keeps_its_since_and_repeats_nothing_when_unchanged(
 
 # --- (c) fees kill the edge ----------------------------------------------------------------------------
 
+
 def test_fees_large_enough_kill_the_edge() -> None:
     h = case_a(cross_config(fee_a="0.01", fee_b="0.01"))
     ev = h.evaluate()[AB]
@@ -219,6 +275,7 @@ def test_fees_large_enough_kill_the_edge() -> None:
 
 # --- (d) the slippage floor alone ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("slip", "pays", "slippage", "pnl", "net_bps"),
     [
@@ -230,8 +287,9 @@ def test_fees_large_enough_kill_the_edge() -> None:
         ("6", False, D("0.12006"), D("-0.02006"), D("-2.01")),
     ],
 )
-def test_the_slippage_floor_alone_kills_a_marginal_edge(slip: str, pays: bool, slippage: Decimal, pnl: Decimal,
-                                                         net_bps: Decimal) -> None:
+def test_the_slippage_floor_alone_kills_a_marginal_edge(
+    slip: str, pays: bool, slippage: Decimal, pnl: Decimal, net_bps: Decimal
+) -> None:
     h = Harness(cross_config(fee_a="0", fee_b="0", slip=slip))
     h.snapshot("A", X, [("99.0", "1")], [("100.0", "1")])
     h.snapshot("B", X, [("100.1", "1")], [("101.0", "1")])
@@ -250,6 +308,7 @@ def test_the_slippage_floor_alone_kills_a_marginal_edge(slip: str, pays: bool, s
 
 # --- (e) size caps ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("balances", "overrides", "quantity", "pnl"),
     [
@@ -267,15 +326,22 @@ def test_the_slippage_floor_alone_kills_a_marginal_edge(slip: str, pays: bool, s
         # 320 / 101.0 = 3.1683.. -> 3.16 (0.01 lot); pnl 3.16 * (101.0 - 100.0) = 3.16
         ({}, {"max_notional": "320"}, D("3.16"), D("3.16")),
         # The tightest of several wins: min(2.5, 1.70, 4, 3.2) = 1.70
-        ({("A", "USD"): D("250"), ("B", "X"): D("1.705")}, {"max_quantity": "4", "max_notional": "320"},
-         D("1.70"), D("1.70")),
+        (
+            {("A", "USD"): D("250"), ("B", "X"): D("1.705")},
+            {"max_quantity": "4", "max_notional": "320"},
+            D("1.70"),
+            D("1.70"),
+        ),
         # The buy budget pays the taker fee too: 250 / (100.0 * 1.001) = 2.4975.. -> 2.49
         # pnl 2.49 * 101.0 - 2.49 * 100.0 - 2.49 * 100.0 * 0.001 = 251.49 - 249.00 - 0.249 = 2.241
         ({("A", "USD"): D("250")}, {"fee_a": "0.001"}, D("2.49"), D("2.241")),
     ],
 )
 def test_balances_max_quantity_and_max_notional_cap_the_size(
-    balances: dict[tuple[str, str], Decimal], overrides: dict[str, Any], quantity: Decimal, pnl: Decimal,
+    balances: dict[tuple[str, str], Decimal],
+    overrides: dict[str, Any],
+    quantity: Decimal,
+    pnl: Decimal,
 ) -> None:
     cfg = cross_config(**{"fee_a": "0", "fee_b": "0", "slip": "0", **overrides})
     h = Harness(cfg, balances)
@@ -390,6 +456,7 @@ def test_complement_that_costs_more_than_the_payout_does_not_pay() -> None:
 
 # --- (g) lifecycle ------------------------------------------------------------------------------------------
 
+
 def test_lifecycle_detected_updated_expired_and_a_new_id_when_it_comes_back() -> None:
     h = case_a()
     first = h.evaluate(0)[AB]
@@ -474,6 +541,7 @@ def test_a_level_added_behind_a_side_the_walk_used_up_re_prices_the_spread() -> 
 
 # --- (h) stale and crossed books ------------------------------------------------------------------------------
 
+
 def test_a_stale_book_expires_the_opportunity() -> None:
     h = case_a()  # books stamped 0; stale after 1000 ms
     assert isinstance(h.evaluate(0)[AB], OpportunityDetected)
@@ -538,27 +606,59 @@ OUTCOME_LISTING = {"tick_size": "0.01", "lot_size": "0.1", "min_size": "1"}
 
 
 def fuzz_config(rng: random.Random) -> Config:
-    return parse_config({
-        "detector": {"slippage_floor_bps": rng.choice(["0", "0.5", "2"]),
-                     "volatility_multiplier": rng.choice(["0", "1", "3"]), "volatility_halflife_s": "2",
-                     "expected_latency_ms": 150, "stale_after_ms": 1000,
-                     "min_net_edge_bps": rng.choice(["0", "0", "3"])},
-        "risk": {"max_notional": rng.choice(["300", "5000", "1000000"]),
-                 "min_expected_pnl": rng.choice(["0", "0", "0.05"])},
-        "venues": {"A": {"maker_fee": "0", "taker_fee": rng.choice(["0", "0.001", "0.0026"])},
-                   "B": {"maker_fee": "0", "taker_fee": rng.choice(["0.0005", "0.004"])},
-                   "P": {"fee_model": "probability", "maker_fee": "0", "taker_fee": rng.choice(["0", "0.02"])}},
-        "markets": {
-            X: {"base": "X", "quote": "USD", "max_quantity": rng.choice(["3", "40"]), "sim": {"start_price": "100"},
-                "venues": {"A": {"symbol": "X/USD", "tick_size": "0.1", "lot_size": "0.0001"},
-                           "B": {"symbol": "X-USD", "tick_size": "0.01", "lot_size": "0.0001", "min_size": "0.01"}}},
-            "EV-YES": {"kind": "outcome", "event": "EV", "outcome": "YES", "base": "EV-YES", "quote": "USDC",
-                       "max_quantity": "500", "sim": {"start_price": "0.4"},
-                       "venues": {"P": {"symbol": "y", **OUTCOME_LISTING}, "A": {"symbol": "EVY", **OUTCOME_LISTING}}},
-            "EV-NO": {"kind": "outcome", "event": "EV", "outcome": "NO", "base": "EV-NO", "quote": "USDC",
-                      "max_quantity": "500", "venues": {"P": {"symbol": "n", **OUTCOME_LISTING}}},
+    return parse_config(
+        {
+            "detector": {
+                "slippage_floor_bps": rng.choice(["0", "0.5", "2"]),
+                "volatility_multiplier": rng.choice(["0", "1", "3"]),
+                "volatility_halflife_s": "2",
+                "expected_latency_ms": 150,
+                "stale_after_ms": 1000,
+                "min_net_edge_bps": rng.choice(["0", "0", "3"]),
+            },
+            "risk": {
+                "max_notional": rng.choice(["300", "5000", "1000000"]),
+                "min_expected_pnl": rng.choice(["0", "0", "0.05"]),
+            },
+            "venues": {
+                "A": {"maker_fee": "0", "taker_fee": rng.choice(["0", "0.001", "0.0026"])},
+                "B": {"maker_fee": "0", "taker_fee": rng.choice(["0.0005", "0.004"])},
+                "P": {"fee_model": "probability", "maker_fee": "0", "taker_fee": rng.choice(["0", "0.02"])},
+            },
+            "markets": {
+                X: {
+                    "base": "X",
+                    "quote": "USD",
+                    "max_quantity": rng.choice(["3", "40"]),
+                    "sim": {"start_price": "100"},
+                    "venues": {
+                        "A": {"symbol": "X/USD", "tick_size": "0.1", "lot_size": "0.0001"},
+                        "B": {"symbol": "X-USD", "tick_size": "0.01", "lot_size": "0.0001", "min_size": "0.01"},
+                    },
+                },
+                "EV-YES": {
+                    "kind": "outcome",
+                    "event": "EV",
+                    "outcome": "YES",
+                    "base": "EV-YES",
+                    "quote": "USDC",
+                    "max_quantity": "500",
+                    "sim": {"start_price": "0.4"},
+                    "venues": {"P": {"symbol": "y", **OUTCOME_LISTING}, "A": {"symbol": "EVY", **OUTCOME_LISTING}},
+                },
+                "EV-NO": {
+                    "kind": "outcome",
+                    "event": "EV",
+                    "outcome": "NO",
+                    "base": "EV-NO",
+                    "quote": "USDC",
+                    "max_quantity": "500",
+                    "venues": {"P": {"symbol": "n", **OUTCOME_LISTING}},
+                },
+            },
         },
-    }, "fuzz")
+        "fuzz",
+    )
 
 
 class Twin:
@@ -626,16 +726,19 @@ def test_random_streams_give_the_same_events_as_the_reference_detector(seed: int
     new_balances()
     twin = Twin(cfg, balances)
     # (venue, market): tick, lot, depth, fair value in ticks, width of the quote in ticks, noise in ticks
-    books = {("A", X): (D("0.1"), D("0.0001"), 10, 1000, 1, 15),
-             ("B", X): (D("0.01"), D("0.0001"), None, 10000, 5, 150),
-             ("P", "EV-YES"): (D("0.01"), D("0.1"), None, 40, 1, 2),
-             ("A", "EV-YES"): (D("0.01"), D("0.1"), 10, 40, 1, 3),
-             ("P", "EV-NO"): (D("0.01"), D("0.1"), None, 58, 1, 2)}
+    books = {
+        ("A", X): (D("0.1"), D("0.0001"), 10, 1000, 1, 15),
+        ("B", X): (D("0.01"), D("0.0001"), None, 10000, 5, 150),
+        ("P", "EV-YES"): (D("0.01"), D("0.1"), None, 40, 1, 2),
+        ("A", "EV-YES"): (D("0.01"), D("0.1"), 10, 40, 1, 3),
+        ("P", "EV-NO"): (D("0.01"), D("0.1"), None, 58, 1, 2),
+    }
     now = 0
     for (venue, market), (tick, lot, depth, fair, width, _) in books.items():
         twin.books[(venue, market)] = book = OrderBook(depth)
-        book.apply_snapshot(_random_levels(rng, fair, tick, lot, "bid", 12),
-                            _random_levels(rng, fair + width, tick, lot, "ask", 12), 0)
+        book.apply_snapshot(
+            _random_levels(rng, fair, tick, lot, "bid", 12), _random_levels(rng, fair + width, tick, lot, "ask", 12), 0
+        )
     twin.evaluate_all(now)
     for _ in range(1500):
         roll = rng.random()
@@ -663,8 +766,11 @@ def test_random_streams_give_the_same_events_as_the_reference_detector(seed: int
             if rng.random() < 0.5:
                 book.apply_update([(p, ZERO) for p, _ in book.bids.top(1000)], [], now)
             else:
-                book.apply_snapshot(_random_levels(rng, mid, tick, lot, "bid", 8),
-                                    _random_levels(rng, mid + width, tick, lot, "ask", 8), now)
+                book.apply_snapshot(
+                    _random_levels(rng, mid, tick, lot, "bid", 8),
+                    _random_levels(rng, mid + width, tick, lot, "ask", 8),
+                    now,
+                )
         elif roll < 0.17:  # a crossed level
             book.apply_update([(tick * (mid + width + 2), lot * 10)], [], now)
         else:
@@ -691,8 +797,7 @@ def test_the_recorded_kraken_stream_gives_the_same_events_as_the_reference_detec
     spreads open, grow, shrink and close; every frame is priced by both detectors."""
     rng = random.Random(5)
     cfg = cross_config(fee_a="0.0010", fee_b="0.0005", slip="0.5", max_quantity="5", max_notional="150000")
-    twin = Twin(cfg, {("A", "USD"): D("250000"), ("B", "X"): D("3.5"), ("B", "USD"): D("250000"),
-                      ("A", "X"): D("3.5")})
+    twin = Twin(cfg, {("A", "USD"): D("250000"), ("B", "X"): D("3.5"), ("B", "USD"): D("250000"), ("A", "X"): D("3.5")})
     a = twin.books[("A", X)] = OrderBook(10)
     b = twin.books[("B", X)] = OrderBook()
     offset = ZERO
@@ -711,8 +816,9 @@ def test_the_recorded_kraken_stream_gives_the_same_events_as_the_reference_detec
         twin.on_book("A", X, now)
         if rng.random() < 0.3:  # B re-quotes A's top 10 shifted by an offset that comes and goes
             offset = D(rng.choice([-600, -200, 0, 200, 450, 550, 700, 900])) / 10
-            b.apply_snapshot([(p + offset, q) for p, q in a.bids.top(10)],
-                             [(p + offset, q) for p, q in a.asks.top(10)], now)
+            b.apply_snapshot(
+                [(p + offset, q) for p, q in a.bids.top(10)], [(p + offset, q) for p, q in a.asks.top(10)], now
+            )
             twin.on_book("B", X, now)
     twin.check_spreads()
     kinds = {type(ev).__name__ for ev in twin.fast.spreads()}

@@ -36,16 +36,32 @@ def config() -> Config:
     listing = {"tick_size": "0.1", "lot_size": "0.01"}
 
     def market(base: str) -> dict[str, object]:
-        return {"base": base, "quote": "USD", "max_quantity": "100", "sim": {"start_price": "100"},
-                "venues": {"A": {"symbol": f"{base}/USD", **listing}, "B": {"symbol": f"{base}-USD", **listing}}}
+        return {
+            "base": base,
+            "quote": "USD",
+            "max_quantity": "100",
+            "sim": {"start_price": "100"},
+            "venues": {"A": {"symbol": f"{base}/USD", **listing}, "B": {"symbol": f"{base}-USD", **listing}},
+        }
 
-    return parse_config({
-        "detector": {"slippage_floor_bps": "1", "volatility_multiplier": "0", "stale_after_ms": 60_000},
-        "venues": {"A": {"maker_fee": "0", "taker_fee": "0.001"}, "B": {"maker_fee": "0", "taker_fee": "0.001"}},
-        "markets": {X: market("X"), Y: market("Y"),
-                    Z: {"base": "Z", "quote": "USD", "max_quantity": "100", "sim": {"start_price": "100"},
-                        "venues": {"A": {"symbol": "Z/USD", **listing}}}},
-    }, "test")
+    return parse_config(
+        {
+            "detector": {"slippage_floor_bps": "1", "volatility_multiplier": "0", "stale_after_ms": 60_000},
+            "venues": {"A": {"maker_fee": "0", "taker_fee": "0.001"}, "B": {"maker_fee": "0", "taker_fee": "0.001"}},
+            "markets": {
+                X: market("X"),
+                Y: market("Y"),
+                Z: {
+                    "base": "Z",
+                    "quote": "USD",
+                    "max_quantity": "100",
+                    "sim": {"start_price": "100"},
+                    "venues": {"A": {"symbol": "Z/USD", **listing}},
+                },
+            },
+        },
+        "test",
+    )
 
 
 class Rig:
@@ -62,10 +78,23 @@ class Rig:
             feed = self.feeds[vc.name] = SimFeed(vc.name, listings, 10)
             balances = {"USD": D("100000"), "X": D("1000"), "Y": D("1000"), "Z": D("1000")}
             fees = vc.fees
-            trader = PaperTrader(vc.name, listings, instruments.markets, feed.book, lambda _m, f=fees: f, balances,
-                                 clock)
-            venues.append(LiveVenue(vc.name, vc.kind, listings, feed, SupervisorConfig(url="test:"), trader, vc.fees,
-                                    clock, mode="paper", replay=True))
+            trader = PaperTrader(
+                vc.name, listings, instruments.markets, feed.book, lambda _m, f=fees: f, balances, clock
+            )
+            venues.append(
+                LiveVenue(
+                    vc.name,
+                    vc.kind,
+                    listings,
+                    feed,
+                    SupervisorConfig(url="test:"),
+                    trader,
+                    vc.fees,
+                    clock,
+                    mode="paper",
+                    replay=True,
+                )
+            )
         self.engine = Engine(cfg, clock, venues, Journal(tmp_path / "journal.sqlite"), mode="paper", coalesce=coalesce)
         self.events: list[SpreadEvent] = []
         self.engine.subscribe(self._on_event)
@@ -84,10 +113,16 @@ class Rig:
         await asyncio.sleep(0)  # close the first window
         self.events.clear()
 
-    def frame(self, venue: str, bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]], *,
-              snapshot: bool = False, market: str = X) -> None:
-        raw = render_frame(market, [(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks],
-                           snapshot=snapshot)
+    def frame(
+        self,
+        venue: str,
+        bids: Sequence[tuple[str, str]],
+        asks: Sequence[tuple[str, str]],
+        *,
+        snapshot: bool = False,
+        market: str = X,
+    ) -> None:
+        raw = render_frame(market, [(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks], snapshot=snapshot)
         self.feeds[venue].on_frame(raw, self.clock.now_ns())
         assert self.feeds[venue].counters.malformed == 0
 

@@ -1362,17 +1362,32 @@ def test_exposure_limits_count_both_legs_of_a_pair() -> None:
 
     book = OrderBook(depth=10)
     book.apply_snapshot([(D("99"), D("10"))], [(D("100"), D("10"))], 0)
-    legs = (LegPlan("A", "X-USD", Side.BUY, D("1"), D("100"), D("100"), D("0")),
-            LegPlan("B", "X-USD", Side.SELL, D("1"), D("101"), D("101"), D("0")))
-    spread = Spread("X-USD A>B", SpreadKind.CROSS_VENUE, "X-USD", legs, D("1"), D("100"), D("100"), D("0"),
-                    D("0"), D("1"), "O-1", 0)
+    legs = (
+        LegPlan("A", "X-USD", Side.BUY, D("1"), D("100"), D("100"), D("0")),
+        LegPlan("B", "X-USD", Side.SELL, D("1"), D("101"), D("101"), D("0")),
+    )
+    spread = Spread(
+        "X-USD A>B", SpreadKind.CROSS_VENUE, "X-USD", legs, D("1"), D("100"), D("100"), D("0"), D("0"), D("1"), "O-1", 0
+    )
     state = RiskState(0, False, frozenset(), frozenset(), {}, {}, {}, 0, D("0"))
 
     def check(limit: str) -> str | None:
-        risk = RiskConfig(max_notional=D("1000"), max_open_exposure_per_venue=D("1000"),
-                          max_open_exposure_per_market=D(limit), max_book_age_ms=1000)
-        refusal = check_pair(spread, risk, D("0"), state, lambda v, m: book, lambda v, a: D("1000000"),
-                             lambda v: FeeSchedule(D("0"), D("0")), lambda m: ("X", "USD"))
+        risk = RiskConfig(
+            max_notional=D("1000"),
+            max_open_exposure_per_venue=D("1000"),
+            max_open_exposure_per_market=D(limit),
+            max_book_age_ms=1000,
+        )
+        refusal = check_pair(
+            spread,
+            risk,
+            D("0"),
+            state,
+            lambda v, m: book,
+            lambda v, a: D("1000000"),
+            lambda v: FeeSchedule(D("0"), D("0")),
+            lambda m: ("X", "USD"),
+        )
         return None if refusal is None else refusal.code
 
     # Each leg alone (100, 101) is under 150; together (201) they are not.
@@ -1591,8 +1606,11 @@ def reference_risk_state(executor: Any) -> RiskState:
             blocked.add(pair.spread.group)
             for e in pair.exposure:
                 price = next(
-                    (leg.request.limit_price for leg in pair.entries
-                     if leg.request.venue == e.venue and leg.request.market == e.market),
+                    (
+                        leg.request.limit_price
+                        for leg in pair.entries
+                        if leg.request.venue == e.venue and leg.request.market == e.market
+                    ),
                     D(0),
                 )
                 by_venue[e.venue] = by_venue.get(e.venue, D(0)) + e.quantity * price

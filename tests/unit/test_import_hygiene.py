@@ -63,7 +63,10 @@ print(json.dumps({"domain": domain, "loaded": loaded}))
 def probe() -> dict[str, list[str]]:
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(ENGINE_MODULES), json.dumps(UI_PACKAGES)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     result: dict[str, list[str]] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -73,8 +76,15 @@ def probe() -> dict[str, list[str]]:
 def test_engine_domain_venues_sim_and_config_load_no_ui() -> None:
     result = probe()
     # The probe really imported the domain (an empty list would make the check below vacuous).
-    assert {"arbtui.domain.book", "arbtui.domain.money", "arbtui.domain.fees", "arbtui.domain.clock",
-            "arbtui.domain.orders", "arbtui.domain.instruments", "arbtui.domain.events"} <= set(result["domain"])
+    assert {
+        "arbtui.domain.book",
+        "arbtui.domain.money",
+        "arbtui.domain.fees",
+        "arbtui.domain.clock",
+        "arbtui.domain.orders",
+        "arbtui.domain.instruments",
+        "arbtui.domain.events",
+    } <= set(result["domain"])
     assert result["loaded"] == [], f"UI modules loaded by engine-side imports: {result['loaded']}"
 
 
@@ -82,7 +92,10 @@ def test_the_probe_would_notice_a_ui_import() -> None:
     """The check can fail: importing rich in the same kind of interpreter is seen."""
     proc = subprocess.run(
         [sys.executable, "-c", "import sys, rich.text; print('rich' in sys.modules)"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"

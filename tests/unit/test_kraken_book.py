@@ -40,10 +40,14 @@ def test_tokens_pad_to_precision_and_strip_leading_zeros() -> None:
 
 def test_documented_vector() -> None:
     """Kraken's v2 book guide, BTC/USD at (1, 8): 3310070434 (VENUES.md 1.6 A)."""
-    bids = ("45283.5/0.10000000 45283.4/1.54582015 45282.1/0.10000000 45281.0/0.10000000 45280.3/1.54592586 "
-            "45279.0/0.07990000 45277.6/0.03310103 45277.5/0.30000000 45277.3/1.54602737 45276.6/0.15445238")
-    asks = ("45285.2/0.00100000 45286.4/1.54571953 45286.6/1.54571109 45289.6/1.54560911 45290.2/0.15890660 "
-            "45291.8/1.54553491 45294.7/0.04454749 45296.1/0.35380000 45297.5/0.09945542 45299.5/0.18772827")
+    bids = (
+        "45283.5/0.10000000 45283.4/1.54582015 45282.1/0.10000000 45281.0/0.10000000 45280.3/1.54592586 "
+        "45279.0/0.07990000 45277.6/0.03310103 45277.5/0.30000000 45277.3/1.54602737 45276.6/0.15445238"
+    )
+    asks = (
+        "45285.2/0.00100000 45286.4/1.54571953 45286.6/1.54571109 45289.6/1.54560911 45290.2/0.15890660 "
+        "45291.8/1.54553491 45294.7/0.04454749 45296.1/0.35380000 45297.5/0.09945542 45299.5/0.18772827"
+    )
 
     def levels(text: str) -> list[tuple[Decimal, Decimal]]:
         return [(D(p), D(q)) for p, q in (x.split("/") for x in text.split())]
@@ -63,8 +67,20 @@ def test_every_frame_of_the_recorded_stream_verifies() -> None:
     first = orjson.loads(lines[0])["data"][0]["checksum"]
     assert first == 2785033588
     # The negative vector: one more bid that Kraken's own checksum says the book must not match.
-    bad = orjson.dumps({"channel": "book", "type": "update", "data": [{"symbol": "BTC/USD", "bids": [
-        {"price": 29430.3, "qty": 1.69289565}], "asks": [], "checksum": 2438868880}]})
+    bad = orjson.dumps(
+        {
+            "channel": "book",
+            "type": "update",
+            "data": [
+                {
+                    "symbol": "BTC/USD",
+                    "bids": [{"price": 29430.3, "qty": 1.69289565}],
+                    "asks": [],
+                    "checksum": 2438868880,
+                }
+            ],
+        }
+    )
     assert books.on_raw(bad, 511) is None
     assert books.checksum_failures == 1 and "BTC/USD" in books.needs_resync
     # Until a fresh snapshot arrives, updates are not applied to the wrong book.
@@ -93,8 +109,12 @@ def test_malformed_frames_are_counted_and_skipped() -> None:
     assert books.on_raw(lines[0], 0) == "BTC/USD"
     before = books.books["BTC/USD"].sequence
     head = '{"channel": "book", "type": "update", "data": [{"symbol": "BTC/USD", '
-    for raw in ('{"channel": "book"', "[1, 2]", head + '"bids": [{"price": "x"}], "asks": []}]}',
-                head + '"bids": [{"price": -1, "qty": 1}], "asks": []}]}'):
+    for raw in (
+        '{"channel": "book"',
+        "[1, 2]",
+        head + '"bids": [{"price": "x"}], "asks": []}]}',
+        head + '"bids": [{"price": -1, "qty": 1}], "asks": []}]}',
+    ):
         assert books.on_raw(raw, 1) is None
     assert books.malformed == 4
     assert books.books["BTC/USD"].sequence == before  # nothing applied in part
@@ -113,7 +133,6 @@ def test_malformed_frames_are_counted_and_skipped() -> None:
 # The reference is the plain path: book_frame (Decimal(repr(float)) levels) applied to an OrderBook,
 # checked with book_checksum (tokens rendered from the Decimals). KrakenBook must hold the same levels,
 # give the same checksum after every frame, and answer every OrderBook question the same way.
-
 
 
 def reference_apply(ref: OrderBook, raw: str | bytes, ts_ns: int) -> tuple[OrderBook, int | None]:

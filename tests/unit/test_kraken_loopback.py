@@ -81,8 +81,9 @@ def creds(server: LoopbackKraken, secret: str | None = None) -> Credentials:
 
 def config(server: LoopbackKraken, **real: object) -> VenueConfig:
     settings = RealVenueConfig(server.ws_url, server.rest_url, **real)  # type: ignore[arg-type]
-    return VenueConfig("kraken", "kraken", FeeSchedule(D("0"), D("0.002"), FeeModel.NOTIONAL), SimVenueConfig(), None,
-                       settings)
+    return VenueConfig(
+        "kraken", "kraken", FeeSchedule(D("0"), D("0.002"), FeeModel.NOTIONAL), SimVenueConfig(), None, settings
+    )
 
 
 @pytest.fixture
@@ -245,17 +246,25 @@ async def test_fok_is_refused_locally_because_kraken_spot_has_none(
     assert server.requests["AddOrder"] == 0
     # And a FOK sent anyway is refused by the venue like any invalid argument.
     body = urllib.parse.urlencode(
-        {"nonce": "1", "ordertype": "limit", "type": "buy", "volume": "0.1", "pair": "XBTUSD",
-         "price": str(ask_price), "timeinforce": "FOK"}
+        {
+            "nonce": "1",
+            "ordertype": "limit",
+            "type": "buy",
+            "volume": "0.1",
+            "pair": "XBTUSD",
+            "price": str(ask_price),
+            "timeinforce": "FOK",
+        }
     )
     headers = {
         "API-Key": server.credentials["api_key"],
         "API-Sign": api_sign("/0/private/AddOrder", body, 1, server.credentials["api_secret"]),
         "Content-Type": "application/x-www-form-urlencoded",
     }
-    async with aiohttp.ClientSession() as session, session.post(
-        server.rest_url + "/0/private/AddOrder", data=body, headers=headers
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.rest_url + "/0/private/AddOrder", data=body, headers=headers) as resp,
+    ):
         assert orjson.loads(await resp.read())["error"] == ["EGeneral:Invalid arguments:timeinforce"]
     assert not server.orders
 
@@ -383,8 +392,9 @@ async def test_429_waits_for_budget_and_retries_then_gives_up_retryably(
     assert (await trader.balances())["BTC"] > D("10")
     assert trader.rest_budget.waits >= 1
 
-    impatient = KrakenTrader("kraken", [BTC], MARKETS, creds(server), LiveClock(), rest_url=server.rest_url,
-                             rate_tier="pro", rate_retries=1)
+    impatient = KrakenTrader(
+        "kraken", [BTC], MARKETS, creds(server), LiveClock(), rest_url=server.rest_url, rate_tier="pro", rate_retries=1
+    )
     await impatient.start()
     try:
         server.fail_requests(429, 2, method="BalanceEx")

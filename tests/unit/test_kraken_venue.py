@@ -96,8 +96,17 @@ def recorded() -> list[str]:
 
 
 def instrument_frame(symbol: str = "BTC/USD", pp: int = 1, qp: int = 8, status: str = "online") -> str:
-    pair = {"symbol": symbol, "base": "BTC", "quote": "USD", "status": status, "price_precision": pp,
-            "qty_precision": qp, "price_increment": 0.1, "qty_increment": 1e-08, "qty_min": 0.0001}
+    pair = {
+        "symbol": symbol,
+        "base": "BTC",
+        "quote": "USD",
+        "status": status,
+        "price_precision": pp,
+        "qty_precision": qp,
+        "price_increment": 0.1,
+        "qty_increment": 1e-08,
+        "qty_min": 0.0001,
+    }
     return orjson.dumps({"channel": "instrument", "type": "snapshot", "data": {"assets": [], "pairs": [pair]}}).decode()
 
 
@@ -132,8 +141,13 @@ def test_feed_verifies_every_frame_of_the_recorded_stream_and_reports_the_canoni
 
     # Kraken's negative vector (python-kraken-sdk tests/spot/test_spot_orderbook.py, VENUES.md 1.6 C):
     # this update must not verify against the book the 509 updates built.
-    bad = {"channel": "book", "type": "update", "data": [{"symbol": "BTC/USD", "bids": [
-        {"price": 29430.3, "qty": 1.69289565}], "asks": [], "checksum": 2438868880}]}
+    bad = {
+        "channel": "book",
+        "type": "update",
+        "data": [
+            {"symbol": "BTC/USD", "bids": [{"price": 29430.3, "qty": 1.69289565}], "asks": [], "checksum": 2438868880}
+        ],
+    }
     feed.on_frame(orjson.dumps(bad), 600)
     assert feed.counters.integrity_failures == 1 and feed.counters.resyncs == 1
     assert feed.book("BTC-USD") is None  # never shown while wrong
@@ -198,8 +212,10 @@ def test_malformed_frames_are_counted_and_other_frames_handled() -> None:
     feed.on_frame(status, 3)
     feed.on_frame('{"method": "subscribe", "success": false, "error": "Currency pair not supported XYZ/USD"}', 4)
     feed.on_frame('{"channel": "ticker", "type": "update", "data": []}', 5)  # not ours: ignored
-    feed.on_frame('{"channel": "book", "type": "update", "data": [{"symbol": "ETH/USD", "bids": [], "asks": [],'
-                  ' "checksum": 0}]}', 6)  # a symbol we did not ask for: ignored
+    feed.on_frame(
+        '{"channel": "book", "type": "update", "data": [{"symbol": "ETH/USD", "bids": [], "asks": [], "checksum": 0}]}',
+        6,
+    )  # a symbol we did not ask for: ignored
     assert feed.counters.malformed == len(garbage)
     assert feed.heartbeats == 1 and feed.system_status == "online"
     assert feed.subscribe_errors == ["subscribe failed: Currency pair not supported XYZ/USD"]
@@ -331,8 +347,9 @@ def test_nonces_strictly_increase_even_when_time_stands_still() -> None:
 
 def venue_config(**real: object) -> VenueConfig:
     settings = RealVenueConfig("ws://127.0.0.1:9/v2", "http://127.0.0.1:9", **real)  # type: ignore[arg-type]
-    return VenueConfig("kraken", "kraken", FeeSchedule(D("0"), D("0.001"), FeeModel.NOTIONAL), SimVenueConfig(), None,
-                       settings)
+    return VenueConfig(
+        "kraken", "kraken", FeeSchedule(D("0"), D("0.001"), FeeModel.NOTIONAL), SimVenueConfig(), None, settings
+    )
 
 
 def credentials() -> Credentials:
@@ -432,8 +449,15 @@ def test_a_precision_change_while_a_book_is_live_renders_its_tokens_again() -> N
 async def test_a_status_lookup_never_adopts_an_order_that_does_not_name_our_id() -> None:
     creds = Credentials("kraken", {"api_key": Secret("key-123456"), "api_secret": Secret(SIGN_SECRET)}, "test")
     trader = KrakenTrader("kraken", [BTC], MARKETS, creds, ManualClock(1_000))
-    other = {"status": "closed", "vol": "0.5", "vol_exec": "0.5", "cost": "32500", "fee": "52", "price": "65000",
-             "descr": {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "65000"}}
+    other = {
+        "status": "closed",
+        "vol": "0.5",
+        "vol_exec": "0.5",
+        "cost": "32500",
+        "fee": "52",
+        "price": "65000",
+        "descr": {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "65000"},
+    }
 
     async def call(method: str, params: list[tuple[str, str]], **kw: object) -> object:
         # The venue ignores the cl_ord_id filter and lists another order of the account (no cl_ord_id).

@@ -16,8 +16,12 @@ GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 def ladder() -> MatchingBook:
     """Asks 100 x 1 (a), 100 x 2 (b, behind a), 101 x 3 (c); bids 99 x 4 (d)."""
     book = MatchingBook()
-    for tag, side, price, qty in (("a", Side.SELL, "100", "1"), ("b", Side.SELL, "100", "2"),
-                                  ("c", Side.SELL, "101", "3"), ("d", Side.BUY, "99", "4")):
+    for tag, side, price, qty in (
+        ("a", Side.SELL, "100", "1"),
+        ("b", Side.SELL, "100", "2"),
+        ("c", Side.SELL, "101", "3"),
+        ("d", Side.BUY, "99", "4"),
+    ):
         res = book.submit("mm", side, D(price), D(qty), GTC, tag=tag)
         assert res.rested is not None and not res.trades
     book.take_dirty()

@@ -44,8 +44,11 @@ def test_to_wire_refuses_to_round(value: Decimal, precision: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(units=st.integers(min_value=0, max_value=10**12), places=st.integers(min_value=0, max_value=8),
-       extra=st.integers(min_value=0, max_value=4))
+@given(
+    units=st.integers(min_value=0, max_value=10**12),
+    places=st.integers(min_value=0, max_value=8),
+    extra=st.integers(min_value=0, max_value=4),
+)
 def test_to_wire_round_trips_and_has_exactly_the_places(units: int, places: int, extra: int) -> None:
     value = D(units).scaleb(-places)
     wire = to_wire(value, places + extra)
@@ -76,8 +79,10 @@ def test_floor_and_ceil_to_step(value: Decimal, step: Decimal, floor: Decimal, c
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=st.decimals(min_value=0, max_value=10**6, places=10, allow_nan=False, allow_infinity=False),
-       step=st.sampled_from([D("0.00000001"), D("0.01"), D("0.1"), D("1"), D("5"), D("0.25")]))
+@given(
+    value=st.decimals(min_value=0, max_value=10**6, places=10, allow_nan=False, allow_infinity=False),
+    step=st.sampled_from([D("0.00000001"), D("0.01"), D("0.1"), D("1"), D("5"), D("0.25")]),
+)
 def test_floor_and_ceil_bracket_the_value_within_one_step(value: Decimal, step: Decimal) -> None:
     lo, hi = floor_to_step(value, step), ceil_to_step(value, step)
     assert lo % step == 0 and hi % step == 0
@@ -186,8 +191,7 @@ def test_a_zero_rate_charges_nothing() -> None:
         (D("10"), D("0.01"), D("0.01"), D("0.00099")),  # near 0 the fee is tiny: 10 * 0.01 * 0.01 * 0.99
     ],
 )
-def test_probability_fee_is_shares_rate_p_one_minus_p(shares: Decimal, rate: Decimal, p: Decimal,
-                                                      fee: Decimal) -> None:
+def test_probability_fee_is_shares_rate_p_one_minus_p(shares: Decimal, rate: Decimal, p: Decimal, fee: Decimal) -> None:
     fees = FeeSchedule(maker_rate=ZERO, taker_rate=rate, model=FeeModel.PROBABILITY)
     assert fees.fee(p, shares) == fee
     assert fees.fee(p, shares, taker=False) == ZERO  # makers pay nothing here

@@ -54,8 +54,15 @@ class Server:
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        self.seen.append({"method": request.method, "path": request.path, "headers": dict(request.headers),
-                          "body": raw, "host": request.host})
+        self.seen.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": raw,
+                "host": request.host,
+            }
+        )
         path = request.path
         if path == "/0/private/AddOrder":  # Kraken: refused, so the trader asks nothing more
             return web.json_response({"error": ["EOrder:Insufficient funds"]})
@@ -64,18 +71,24 @@ class Server:
             return web.json_response({"success": True, "success_response": {"order_id": f"o-{self.orders}"}})
         if path.startswith(coinbase.ORDER_PATH):
             order_id = path.removeprefix(coinbase.ORDER_PATH)
-            return web.json_response({"order": {
-                "order_id": order_id,
-                "product_id": "BTC-USD",
-                "order_configuration": {"sor_limit_ioc": {"base_size": "0.01000000", "limit_price": "60000.00"}},
-                "side": "BUY",
-                "client_order_id": "x",
-                "status": "CANCELLED",
-                "time_in_force": "IMMEDIATE_OR_CANCEL",
-                "filled_size": "0",
-                "average_filled_price": "0",
-                "total_fees": "0",
-            }})
+            return web.json_response(
+                {
+                    "order": {
+                        "order_id": order_id,
+                        "product_id": "BTC-USD",
+                        "order_configuration": {
+                            "sor_limit_ioc": {"base_size": "0.01000000", "limit_price": "60000.00"}
+                        },
+                        "side": "BUY",
+                        "client_order_id": "x",
+                        "status": "CANCELLED",
+                        "time_in_force": "IMMEDIATE_OR_CANCEL",
+                        "filled_size": "0",
+                        "average_filled_price": "0",
+                        "total_fees": "0",
+                    }
+                }
+            )
         return web.json_response({"error": "NOT_FOUND"}, status=404)
 
 
@@ -115,9 +128,18 @@ def test_kraken_form_is_urlencode(params: list[tuple[str, str]]) -> None:
 
 
 def test_kraken_form_of_an_order_needs_no_escaping_but_the_deadline() -> None:
-    params = [("nonce", "1700000000000001"), ("ordertype", "limit"), ("type", "buy"), ("volume", "0.01000000"),
-              ("pair", "XBTUSD"), ("price", "49500.0"), ("timeinforce", "IOC"), ("oflags", "fciq"),
-              ("cl_ord_id", "aabc0000001e01"), ("deadline", "2023-11-14T22:13:25.000000Z")]
+    params = [
+        ("nonce", "1700000000000001"),
+        ("ordertype", "limit"),
+        ("type", "buy"),
+        ("volume", "0.01000000"),
+        ("pair", "XBTUSD"),
+        ("price", "49500.0"),
+        ("timeinforce", "IOC"),
+        ("oflags", "fciq"),
+        ("cl_ord_id", "aabc0000001e01"),
+        ("deadline", "2023-11-14T22:13:25.000000Z"),
+    ]
     body = _form(params)
     assert body == urllib.parse.urlencode(params).encode()
     assert b"deadline=2023-11-14T22%3A13%3A25.000000Z" in body
@@ -130,8 +152,9 @@ async def test_kraken_requests_are_signed_exactly_as_api_sign_says(server: Serve
     await trader.start()
     try:
         for n in range(3):
-            req = OrderRequest(f"abc{n:07d}e01", "kraken", "BTC-USD", Side.BUY, D("0.01"), D("49500.0"),
-                               TimeInForce.IOC)
+            req = OrderRequest(
+                f"abc{n:07d}e01", "kraken", "BTC-USD", Side.BUY, D("0.01"), D("49500.0"), TimeInForce.IOC
+            )
             report = await trader.place_order(req)
             assert report.status is OrderStatus.REJECTED
     finally:
@@ -167,8 +190,9 @@ def ec_key() -> tuple[str, ec.EllipticCurvePublicKey]:
 
 def claims_of(seen: dict[str, Any], public: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     token = seen["headers"]["Authorization"].removeprefix("Bearer ")
-    out: dict[str, Any] = jwt.decode(token, public, algorithms=["ES256"],
-                                     options={"verify_exp": False, "verify_nbf": False})
+    out: dict[str, Any] = jwt.decode(
+        token, public, algorithms=["ES256"], options={"verify_exp": False, "verify_nbf": False}
+    )
     return out
 
 
@@ -229,8 +253,9 @@ async def test_kraken_keeps_its_connection_warm_only_while_quiet(server: Server)
         pings = [s for s in server.seen if s["path"] == "/0/public/Time"]
         assert len(pings) == 3 and all(s["method"] == "GET" and "API-Key" not in s["headers"] for s in pings)
         for _ in range(4):  # busy: a private request every 5 s, so no ping is needed
-            req = OrderRequest(f"w{len(server.seen):09d}e01", "kraken", "BTC-USD", Side.BUY, D("0.01"),
-                               D("49500.0"), TimeInForce.IOC)
+            req = OrderRequest(
+                f"w{len(server.seen):09d}e01", "kraken", "BTC-USD", Side.BUY, D("0.01"), D("49500.0"), TimeInForce.IOC
+            )
             await trader.place_order(req)
             await idle(clock, 5)
         assert len([s for s in server.seen if s["path"] == "/0/public/Time"]) == 3
@@ -266,8 +291,11 @@ async def test_wire_tap_stamps_order_requests_by_client_order_id(server: Server)
     coinbase_body = orjson.dumps({"client_order_id": "abc0000001e02", "product_id": "BTC-USD"})
     with tap.installed():
         async with aiohttp.ClientSession() as session:
-            for path, body in (("/0/private/AddOrder", kraken_body), (coinbase.ORDERS_PATH, coinbase_body),
-                               ("/0/private/QueryOrders", b"nonce=2&txid=O-1")):
+            for path, body in (
+                ("/0/private/AddOrder", kraken_body),
+                (coinbase.ORDERS_PATH, coinbase_body),
+                ("/0/private/QueryOrders", b"nonce=2&txid=O-1"),
+            ):
                 async with session.post(server.url + path, data=body) as resp:
                     await resp.read()
         await asyncio.sleep(0)

@@ -72,10 +72,16 @@ class Feed:
         self.changes: list[str] = []
         self.feed.set_on_change(self.changes.append)
         self.statuses: list[VenueStatus] = []
-        config = SupervisorConfig(url=lb.ws_url, stale_after_s=30, backoff_base_s=0.05, backoff_max_s=0.2,
-                                  keepalive_s=keepalive_s)
+        config = SupervisorConfig(
+            url=lb.ws_url, stale_after_s=30, backoff_base_s=0.05, backoff_max_s=0.2, keepalive_s=keepalive_s
+        )
         self.supervisor = ConnectionSupervisor(
-            "polymarket", "market", config, self.feed, clock, self.feed.counters,
+            "polymarket",
+            "market",
+            config,
+            self.feed,
+            clock,
+            self.feed.counters,
             lambda status, detail: self.statuses.append(status),
         )
 
@@ -89,8 +95,9 @@ class Feed:
 @pytest.fixture
 async def server() -> AsyncIterator[LoopbackPolymarket]:
     spec = LoopbackMarket("0.40", "0.01", "0.01", level_size="50", depth=10, spread_ticks=2, probability=True)
-    lb = LoopbackPolymarket({YES: spec, NO: LoopbackMarket("0.60", "0.01", "0.01", probability=True)},
-                            seed=3, interval_ms=20)
+    lb = LoopbackPolymarket(
+        {YES: spec, NO: LoopbackMarket("0.60", "0.01", "0.01", probability=True)}, seed=3, interval_ms=20
+    )
     await lb.start()
     try:
         yield lb
@@ -192,8 +199,15 @@ class Client:
         self.lb = lb
         self.session = session
 
-    async def request(self, method: str, path: str, body: object = None, *, secret: str | None = None,
-                      params: dict[str, str] | None = None) -> tuple[int, object]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        secret: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, object]:
         text = None if body is None else json.dumps(body, separators=(",", ":"))
         ts = "1700000000"
         headers = {
@@ -203,24 +217,60 @@ class Client:
             "POLY_API_KEY": self.lb.api_key,
             "POLY_PASSPHRASE": self.lb.api_passphrase,
         }
-        async with self.session.request(method, self.lb.rest_url + path, data=text, headers=headers,
-                                        params=params) as resp:
+        async with self.session.request(
+            method, self.lb.rest_url + path, data=text, headers=headers, params=params
+        ) as resp:
             return resp.status, await resp.json(content_type=None)
 
-    def order(self, cid: str, price: Decimal, size: Decimal, *, key: str = TEST_PRIVATE_KEY, fee_bps: int = 0,
-              maker: str | None = None, tick: Decimal = TICK) -> dict[str, object]:
+    def order(
+        self,
+        cid: str,
+        price: Decimal,
+        size: Decimal,
+        *,
+        key: str = TEST_PRIVATE_KEY,
+        fee_bps: int = 0,
+        maker: str | None = None,
+        tick: Decimal = TICK,
+    ) -> dict[str, object]:
         maker_amount, taker_amount = order_amounts("BUY", price, size, tick)
-        signed = sign_order_v1(key, chain_id=137, neg_risk=False, salt=order_salt(cid), token_id=YES,
-                               maker_amount=maker_amount, taker_amount=taker_amount, side="BUY",
-                               fee_rate_bps=fee_bps, maker=maker)
+        signed = sign_order_v1(
+            key,
+            chain_id=137,
+            neg_risk=False,
+            salt=order_salt(cid),
+            token_id=YES,
+            maker_amount=maker_amount,
+            taker_amount=taker_amount,
+            side="BUY",
+            fee_rate_bps=fee_bps,
+            maker=maker,
+        )
         return {"order": signed.order, "owner": self.lb.api_key, "orderType": "FAK", "postOnly": False}
 
-    def order_v2(self, cid: str, price: Decimal, size: Decimal, *, key: str = TEST_PRIVATE_KEY,
-                 maker: str | None = None, timestamp_ms: int = 1_700_000_000_000) -> dict[str, object]:
+    def order_v2(
+        self,
+        cid: str,
+        price: Decimal,
+        size: Decimal,
+        *,
+        key: str = TEST_PRIVATE_KEY,
+        maker: str | None = None,
+        timestamp_ms: int = 1_700_000_000_000,
+    ) -> dict[str, object]:
         maker_amount, taker_amount = order_amounts("BUY", price, size, TICK)
-        signed = sign_order_v2(key, chain_id=137, neg_risk=False, salt=order_salt(cid), token_id=YES,
-                               maker_amount=maker_amount, taker_amount=taker_amount, side="BUY",
-                               timestamp_ms=timestamp_ms, maker=maker)
+        signed = sign_order_v2(
+            key,
+            chain_id=137,
+            neg_risk=False,
+            salt=order_salt(cid),
+            token_id=YES,
+            maker_amount=maker_amount,
+            taker_amount=taker_amount,
+            side="BUY",
+            timestamp_ms=timestamp_ms,
+            maker=maker,
+        )
         return signed.body(self.lb.api_key, "FAK")
 
 
@@ -245,8 +295,9 @@ async def client(still: LoopbackPolymarket) -> AsyncIterator[Client]:
 async def test_the_server_checks_the_l2_signature(still: LoopbackPolymarket, client: Client) -> None:
     ok, body = await client.request("GET", "/balance-allowance", params={"asset_type": "COLLATERAL"})
     assert ok == 200 and body == {"balance": "1000000000000", "allowance": body["allowance"]}  # type: ignore[index]
-    bad, body = await client.request("GET", "/balance-allowance", secret="A" * 43 + "=",
-                                     params={"asset_type": "COLLATERAL"})
+    bad, body = await client.request(
+        "GET", "/balance-allowance", secret="A" * 43 + "=", params={"asset_type": "COLLATERAL"}
+    )
     assert bad == 401 and body == {"error": "Unauthorized/Invalid api key"}
     async with client.session.get(still.rest_url + "/data/trades") as resp:  # no headers at all
         assert resp.status == 401
@@ -304,8 +355,9 @@ async def test_the_server_checks_fee_rate_tick_and_balance(still: LoopbackPolyma
     ask = still.book(YES)[1][0][0]
     status, body = await client.request("POST", "/order", client.order("chk-1", ask, D(1), fee_bps=100))
     assert status == 400 and "invalid fee rate" in body["error"]  # type: ignore[index]
-    status, body = await client.request("POST", "/order", client.order("chk-2", ask - D("0.005"), D(1),
-                                                                       tick=D("0.001")))
+    status, body = await client.request(
+        "POST", "/order", client.order("chk-2", ask - D("0.005"), D(1), tick=D("0.001"))
+    )
     assert status == 400 and "invalid price" in body["error"]  # type: ignore[index]
     still.collateral = D("0.10")
     status, body = await client.request("POST", "/order", client.order("chk-3", ask, D(1)))
@@ -331,8 +383,15 @@ async def test_a_taken_level_leaves_the_book_and_the_feed_follows(still: Loopbac
 async def test_the_venue_table_is_a_valid_config(still: LoopbackPolymarket, tmp_path: Path) -> None:
     def market(outcome: str, token: str) -> dict[str, object]:
         listing = {"symbol": token, "tick_size": "0.01", "lot_size": "0.01", "min_size": "1"}
-        return {"kind": "outcome", "event": "FED", "outcome": outcome, "base": f"FED-{outcome}", "quote": "USDC",
-                "max_quantity": "100", "venues": {"pm": listing}}
+        return {
+            "kind": "outcome",
+            "event": "FED",
+            "outcome": outcome,
+            "base": f"FED-{outcome}",
+            "quote": "USDC",
+            "max_quantity": "100",
+            "venues": {"pm": listing},
+        }
 
     table = still.venue_table("0.0200")
     markets = {"FED-YES": market("YES", YES), "FED-NO": market("NO", NO)}

@@ -162,16 +162,41 @@ def spec_digest_v2(chain_id: int, contract: str, message: dict[str, object]) -> 
     from eth_abi.abi import encode
     from eth_utils.crypto import keccak
 
-    domain = keccak(encode(
-        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-        [keccak(text=V2_DOMAIN_TYPE), keccak(text="Polymarket CTF Exchange"), keccak(text="2"), chain_id, contract],
-    ))
-    fields = ["salt", "maker", "signer", "tokenId", "makerAmount", "takerAmount", "side", "signatureType",
-              "timestamp", "metadata", "builder"]
-    types = ["uint256", "address", "address", "uint256", "uint256", "uint256", "uint8", "uint8", "uint256",
-             "bytes32", "bytes32"]
-    values = [bytes.fromhex(str(message[f])[2:]) if t == "bytes32" else message[f]
-              for f, t in zip(fields, types, strict=True)]
+    domain = keccak(
+        encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [keccak(text=V2_DOMAIN_TYPE), keccak(text="Polymarket CTF Exchange"), keccak(text="2"), chain_id, contract],
+        )
+    )
+    fields = [
+        "salt",
+        "maker",
+        "signer",
+        "tokenId",
+        "makerAmount",
+        "takerAmount",
+        "side",
+        "signatureType",
+        "timestamp",
+        "metadata",
+        "builder",
+    ]
+    types = [
+        "uint256",
+        "address",
+        "address",
+        "uint256",
+        "uint256",
+        "uint256",
+        "uint8",
+        "uint8",
+        "uint256",
+        "bytes32",
+        "bytes32",
+    ]
+    values = [
+        bytes.fromhex(str(message[f])[2:]) if t == "bytes32" else message[f] for f, t in zip(fields, types, strict=True)
+    ]
     struct = keccak(encode(["bytes32", *types], [keccak(text=V2_ORDER_TYPE), *values]))
     return domain, struct, keccak(b"\x19\x01" + domain + struct)
 
@@ -207,20 +232,46 @@ def test_the_v2_package_reproduces_polymarkets_published_v2_vector() -> None:
 
     signer = Signer(HARDHAT_KEY, 80002)
     builder = ExchangeOrderBuilderV2(EXCHANGE_V2, 80002, signer, generate_salt=lambda: "479249096354")
-    data = OrderDataV2(maker=DEPOSIT_WALLET, signer=DEPOSIT_WALLET, tokenId="1234", makerAmount="100000000",
-                       takerAmount="50000000", side=LibSide.BUY, signatureType=SignatureTypeV2.POLY_1271,
-                       timestamp="1710000000000", metadata=ZERO32, builder=ZERO32)
+    data = OrderDataV2(
+        maker=DEPOSIT_WALLET,
+        signer=DEPOSIT_WALLET,
+        tokenId="1234",
+        makerAmount="100000000",
+        takerAmount="50000000",
+        side=LibSide.BUY,
+        signatureType=SignatureTypeV2.POLY_1271,
+        timestamp="1710000000000",
+        metadata=ZERO32,
+        builder=ZERO32,
+    )
     signed = builder.build_signed_order(data)
     assert signed.signature == POLY_1271_SIGNATURE
     typed = builder.build_order_typed_data(builder.build_order(data))
     assert builder.build_order_hash(typed) == POLY_1271_ORDER_HASH  # the hash sign_order_v2 returns
     # The POLY_1271 signature carries the app's domain separator and the order's struct hash: both, and
     # the digest, recomputed from VENUES.md's V2 type string alone.
-    wire = {"salt": 479249096354, "maker": DEPOSIT_WALLET, "signer": DEPOSIT_WALLET, "tokenId": "1234",
-            "makerAmount": "100000000", "takerAmount": "50000000", "side": "BUY", "expiration": "0",
-            "signatureType": 3, "timestamp": "1710000000000", "metadata": ZERO32, "builder": ZERO32}
-    message = {**wire, "tokenId": 1234, "makerAmount": 100000000, "takerAmount": 50000000, "side": 0,
-               "timestamp": 1710000000000}
+    wire = {
+        "salt": 479249096354,
+        "maker": DEPOSIT_WALLET,
+        "signer": DEPOSIT_WALLET,
+        "tokenId": "1234",
+        "makerAmount": "100000000",
+        "takerAmount": "50000000",
+        "side": "BUY",
+        "expiration": "0",
+        "signatureType": 3,
+        "timestamp": "1710000000000",
+        "metadata": ZERO32,
+        "builder": ZERO32,
+    }
+    message = {
+        **wire,
+        "tokenId": 1234,
+        "makerAmount": 100000000,
+        "takerAmount": 50000000,
+        "side": 0,
+        "timestamp": 1710000000000,
+    }
     domain, struct, digest = spec_digest_v2(80002, EXCHANGE_V2, message)
     raw = bytes.fromhex(POLY_1271_SIGNATURE[2:])
     assert (raw[65:97], raw[97:129]) == (domain, struct)
@@ -256,19 +307,42 @@ def test_v2_eoa_orders_are_signed_by_the_package_on_both_exchanges(
     from py_clob_client_v2.signer import Signer
 
     assert exchange_address(80002, neg_risk, 2) == exchange_address(137, neg_risk, 2) == contract
-    signed = sign_order_v2(HARDHAT_KEY, chain_id=80002, neg_risk=neg_risk, salt=479249096354, token_id="1234",
-                           maker_amount=100000000, taker_amount=50000000, side="BUY", timestamp_ms=1710000000000)
+    signed = sign_order_v2(
+        HARDHAT_KEY,
+        chain_id=80002,
+        neg_risk=neg_risk,
+        salt=479249096354,
+        token_id="1234",
+        maker_amount=100000000,
+        taker_amount=50000000,
+        side="BUY",
+        timestamp_ms=1710000000000,
+    )
     assert signed.version == 2 and signed.order_hash == digest and signed.order["signature"] == signature
     assert recover_order_signer(digest, signature) == HARDHAT_ADDRESS
-    message = {**signed.order, "tokenId": 1234, "makerAmount": 100000000, "takerAmount": 50000000, "side": 0,
-               "timestamp": 1710000000000}
+    message = {
+        **signed.order,
+        "tokenId": 1234,
+        "makerAmount": 100000000,
+        "takerAmount": 50000000,
+        "side": 0,
+        "timestamp": 1710000000000,
+    }
     assert "0x" + spec_digest_v2(80002, contract, message)[2].hex() == digest
     assert order_hash_v2(signed.order, 80002, neg_risk) == digest  # what the loopback server computes
     # the body is the package's own order_to_json_v2, key for key and in its order
     pkg = ExchangeOrderBuilderV2(contract, 80002, Signer(HARDHAT_KEY, 80002), generate_salt=lambda: "479249096354")
-    pkg_signed = pkg.build_signed_order(OrderDataV2(
-        maker=HARDHAT_ADDRESS, signer=HARDHAT_ADDRESS, tokenId="1234", makerAmount="100000000",
-        takerAmount="50000000", side=LibSide.BUY, timestamp="1710000000000"))
+    pkg_signed = pkg.build_signed_order(
+        OrderDataV2(
+            maker=HARDHAT_ADDRESS,
+            signer=HARDHAT_ADDRESS,
+            tokenId="1234",
+            makerAmount="100000000",
+            takerAmount="50000000",
+            side=LibSide.BUY,
+            timestamp="1710000000000",
+        )
+    )
     expected = order_to_json_v2(pkg_signed, "owner-key", "FAK")
     body = signed.body("owner-key", "FAK")
     assert body == expected and list(body) == list(expected) and list(body["order"]) == list(expected["order"])
@@ -288,8 +362,16 @@ def test_the_v2_exchange_table_is_the_packages() -> None:
 
 
 def test_v2_expiration_is_sent_but_not_signed_and_poly_1271_is_refused() -> None:
-    args = dict(chain_id=137, neg_risk=False, salt=7, token_id="1234", maker_amount=5000000, taker_amount=10000000,
-                side=Side.BUY, timestamp_ms=1_700_000_000_000)
+    args = dict(
+        chain_id=137,
+        neg_risk=False,
+        salt=7,
+        token_id="1234",
+        maker_amount=5000000,
+        taker_amount=10000000,
+        side=Side.BUY,
+        timestamp_ms=1_700_000_000_000,
+    )
     plain = sign_order_v2(HARDHAT_KEY, **args)  # type: ignore[arg-type]
     expiring = sign_order_v2(HARDHAT_KEY, expiration=1_800_000_000, **args)  # type: ignore[arg-type]
     assert expiring.order["expiration"] == "1800000000" and expiring.order_hash == plain.order_hash
@@ -321,13 +403,26 @@ def test_the_salt_is_a_stable_function_of_the_client_order_id() -> None:
 
 
 def _book_event(asset: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> dict[str, object]:
-    return {"event_type": "book", "asset_id": asset, "market": "0xabc", "timestamp": "1", "hash": "0x0",
-            "bids": [{"price": p, "size": s} for p, s in bids], "asks": [{"price": p, "size": s} for p, s in asks]}
+    return {
+        "event_type": "book",
+        "asset_id": asset,
+        "market": "0xabc",
+        "timestamp": "1",
+        "hash": "0x0",
+        "bids": [{"price": p, "size": s} for p, s in bids],
+        "asks": [{"price": p, "size": s} for p, s in asks],
+    }
 
 
 def _change(asset: str, price: str, size: str, side: str, best_bid: str, best_ask: str) -> dict[str, object]:
-    return {"event_type": "price_change", "market": "0xabc", "timestamp": "2", "price_changes": [
-        {"asset_id": asset, "price": price, "size": size, "side": side, "best_bid": best_bid, "best_ask": best_ask}]}
+    return {
+        "event_type": "price_change",
+        "market": "0xabc",
+        "timestamp": "2",
+        "price_changes": [
+            {"asset_id": asset, "price": price, "size": size, "side": side, "best_bid": best_bid, "best_ask": best_ask}
+        ],
+    }
 
 
 def test_feed_subscribes_every_token_and_keys_books_by_market() -> None:
@@ -344,8 +439,14 @@ def test_feed_subscribes_every_token_and_keys_books_by_market() -> None:
     book = feed.book("FED-YES")
     assert book is not None and book.best_bid() == (D("0.48"), D("30"))
     assert feed.book("UNKNOWN") is None and feed.tick("FED-YES") is None
-    tick = {"event_type": "tick_size_change", "asset_id": YES, "market": "0xabc", "old_tick_size": "0.01",
-            "new_tick_size": "0.001", "timestamp": "3"}
+    tick = {
+        "event_type": "tick_size_change",
+        "asset_id": YES,
+        "market": "0xabc",
+        "old_tick_size": "0.01",
+        "new_tick_size": "0.001",
+        "timestamp": "3",
+    }
     feed.on_frame(orjson.dumps(tick), 2)
     assert feed.tick("FED-YES") == D("0.001") and feed.tick("FED-NO") is None
     feed.on_frame("PONG", 3)
@@ -361,8 +462,12 @@ def test_a_top_of_book_disagreement_resubscribes_that_asset_and_recovers() -> No
     feed = PolymarketFeed(LISTINGS, clock, resync_timeout_s=5)
     link = NullLink()
     feed.on_open(link)
-    feed.on_frame(orjson.dumps([_book_event(YES, [(".48", "30")], [(".52", "25")]),
-                                _book_event(NO, [(".40", "1")], [(".60", "1")])]), 1)
+    feed.on_frame(
+        orjson.dumps(
+            [_book_event(YES, [(".48", "30")], [(".52", "25")]), _book_event(NO, [(".40", "1")], [(".60", "1")])]
+        ),
+        1,
+    )
     feed.on_frame(orjson.dumps(_change(YES, "0.47", "10", "BUY", "0.49", "0.52")), 2)  # the venue says 0.49
     assert feed.book("FED-YES") is None and feed.book("FED-NO") is not None
     assert feed.counters.integrity_failures == 1 and feed.counters.resyncs == 1
@@ -852,8 +957,14 @@ async def test_a_success_with_an_error_message_keeps_its_fill(server: LoopbackPo
     venue = await connected(server)
     try:
         ask = server.book(YES)[1][0][0]
-        reply = {"success": True, "errorMsg": "something odd", "status": "matched", "orderID": "",
-                 "makingAmount": str(ask * 10), "takingAmount": "10"}
+        reply = {
+            "success": True,
+            "errorMsg": "something odd",
+            "status": "matched",
+            "orderID": "",
+            "makingAmount": str(ask * 10),
+            "takingAmount": "10",
+        }
         _scripted(venue, {("POST", "/order"): [(200, reply)]})
         report = await venue.place_order(buy("msg-1", D(10), ask))
         assert report.status is OrderStatus.FILLED and report.filled_quantity == 10  # not REJECTED
@@ -878,8 +989,14 @@ async def test_a_delayed_fak_is_asked_until_final(server: LoopbackPolymarket) ->
     venue = await connected(server)
     try:
         ask = server.book(YES)[1][0][0]
-        delayed = {"success": True, "errorMsg": "", "status": "delayed", "orderID": "",
-                   "makingAmount": "0", "takingAmount": "0"}
+        delayed = {
+            "success": True,
+            "errorMsg": "",
+            "status": "delayed",
+            "orderID": "",
+            "makingAmount": "0",
+            "takingAmount": "0",
+        }
         done = {"status": "CANCELED", "size_matched": "0", "original_size": "5", "associate_trades": []}
         seen = _scripted(venue, {("POST", "/order"): [(200, delayed)], ("GET", "/data/order"): [(200, done)]})
         report = await venue.place_order(buy("delay-1", D(5), ask))
@@ -904,8 +1021,12 @@ async def test_more_matched_than_ordered_is_an_error_not_a_fill(server: Loopback
         placing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await placing
-        fixed_point = {"status": "MATCHED", "size_matched": "5000000", "original_size": "5000000",
-                       "associate_trades": []}
+        fixed_point = {
+            "status": "MATCHED",
+            "size_matched": "5000000",
+            "original_size": "5000000",
+            "associate_trades": [],
+        }
         _scripted(venue, {("GET", "/data/order"): [(200, fixed_point)]})
         with pytest.raises(VenueError, match="5000000 matched of 5 ordered"):
             await venue.order_status("units-1")

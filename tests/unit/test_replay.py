@@ -139,7 +139,7 @@ def test_truncated_files_name_the_line(tmp_path: Path) -> None:
 def test_unknown_format_version_and_kinds_are_clear_errors(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_bytes(b'{"format": "something-else"}\n')
-    with pytest.raises(SessionError, match='x.jsonl:1: not an arbtui session'):
+    with pytest.raises(SessionError, match="x.jsonl:1: not an arbtui session"):
         SessionReader(path)
     header = orjson.loads(_sample_lines()[0])
     header["version"] = 99
@@ -205,7 +205,11 @@ async def test_a_kraken_session_replays_every_frame_through_the_kraken_feed(tmp_
         summary = await player.run(stop_at_end=False)
         assert summary["frames"] == 510
         assert summary["venues"]["kraken"] == {
-            "frames": 510, "book_updates": 510, "integrity_failures": 0, "resyncs": 0, "malformed": 0
+            "frames": 510,
+            "book_updates": 510,
+            "integrity_failures": 0,
+            "resyncs": 0,
+            "malformed": 0,
         }
         assert player.engine.book_updates == 510
         ref = OrderBook(depth=10)

@@ -42,6 +42,7 @@ FAST = ("--ack-latency-ms", "4", "--latency-jitter-ms", "0")
 
 # --- the server process ------------------------------------------------------------------------
 
+
 @dataclass
 class Server:
     proc: subprocess.Popen[str]
@@ -57,7 +58,10 @@ def start_server(log: Path, *args: str) -> Server:
     with log.open("w", encoding="utf-8") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "arbtui.sim.server", "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
     server = Server(proc, "", log)
     try:
@@ -102,7 +106,13 @@ def timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     """A server on which no order's reply ever comes."""
     srv = start_server(
         tmp_path_factory.mktemp("sim-timeout") / "server.log",
-        "--timeout-rate", "1", "--reject-rate", "0", "--partial-fill-rate", "0", *FAST,
+        "--timeout-rate",
+        "1",
+        "--reject-rate",
+        "0",
+        "--partial-fill-rate",
+        "0",
+        *FAST,
     )
     try:
         yield srv
@@ -111,6 +121,7 @@ def timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 # --- the client ------------------------------------------------------------------------------
+
 
 class Recorder:
     """A VenueListener that keeps what it was told, and whether any book it saw was crossed."""
@@ -182,13 +193,33 @@ async def final_report(venue: RemoteSimVenue, cid: str, timeout_s: float = DEADL
 
 
 def same_order(a: OrderReport, b: OrderReport) -> None:
-    assert (a.client_order_id, a.venue, a.venue_order_id, a.status, a.quantity, a.filled_quantity,
-            a.average_price, a.fee, a.reason, a.fills) == (
-        b.client_order_id, b.venue, b.venue_order_id, b.status, b.quantity, b.filled_quantity,
-        b.average_price, b.fee, b.reason, b.fills)
+    assert (
+        a.client_order_id,
+        a.venue,
+        a.venue_order_id,
+        a.status,
+        a.quantity,
+        a.filled_quantity,
+        a.average_price,
+        a.fee,
+        a.reason,
+        a.fills,
+    ) == (
+        b.client_order_id,
+        b.venue,
+        b.venue_order_id,
+        b.status,
+        b.quantity,
+        b.filled_quantity,
+        b.average_price,
+        b.fee,
+        b.reason,
+        b.fills,
+    )
 
 
 # --- market data -------------------------------------------------------------------------------
+
 
 async def test_books_arrive_uncrossed_and_keep_updating(kraken: tuple[RemoteSimVenue, Recorder]) -> None:
     venue, rec = kraken
@@ -227,6 +258,7 @@ async def test_updates_on_a_snapshot_rebuild_the_venue_book_at_any_depth(server:
             return matches >= 5
 
         await eventually(compare, "both clients at the same publication of BTC-USD, five times")
+
         # A snapshot over REST agrees with the deep client whenever they show the same publication.
         def levels(raw: list[list[str]]) -> list[tuple[Decimal, Decimal]]:
             return [(D(p), D(q)) for p, q in raw]
@@ -252,6 +284,7 @@ async def test_updates_on_a_snapshot_rebuild_the_venue_book_at_any_depth(server:
 
 
 # --- orders ------------------------------------------------------------------------------------
+
 
 async def test_ioc_buy_fills_matches_order_status_and_moves_balances(kraken: tuple[RemoteSimVenue, Recorder]) -> None:
     venue, _ = kraken
@@ -349,10 +382,18 @@ async def test_a_lost_reply_hangs_but_the_order_executed(timeout_server: Server)
 
 # --- the HTTP API as other clients see it ------------------------------------------------------
 
+
 async def test_malformed_requests_get_clear_errors(server: Server) -> None:
-    good = {"client_order_id": "raw-1", "market": MARKET, "side": "buy", "quantity": "0.01",
-            "limit_price": "1000", "time_in_force": "gtc"}
+    good = {
+        "client_order_id": "raw-1",
+        "market": MARKET,
+        "side": "buy",
+        "quantity": "0.01",
+        "limit_price": "1000",
+        "time_in_force": "gtc",
+    }
     async with aiohttp.ClientSession() as http:
+
         async def post(body: bytes) -> tuple[int, dict[str, object]]:
             async with http.post(f"{server.url}/v/{VENUE}/orders", data=body) as resp:
                 return resp.status, orjson.loads(await resp.read())
@@ -425,8 +466,13 @@ def test_the_server_refuses_to_listen_beyond_loopback(capsys: pytest.CaptureFixt
 
 # --- frames ------------------------------------------------------------------------------------
 
-SNAPSHOT = {"type": "snapshot", "market": MARKET, "bids": [["100.0", "1"], ["99.9", "2"]],
-            "asks": [["100.1", "1.5"]], "ts_ns": 5}
+SNAPSHOT = {
+    "type": "snapshot",
+    "market": MARKET,
+    "bids": [["100.0", "1"], ["99.9", "2"]],
+    "asks": [["100.1", "1.5"]],
+    "ts_ns": 5,
+}
 
 
 @pytest.mark.parametrize(

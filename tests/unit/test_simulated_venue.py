@@ -54,8 +54,9 @@ class Recorder:
         self.statuses.append((venue, status, detail))
 
 
-async def settle(clock: ManualClock, call: Awaitable[T], step_ns: int = 5 * NS_PER_MS,
-                 limit_ns: int = 5_000 * NS_PER_MS) -> T:
+async def settle(
+    clock: ManualClock, call: Awaitable[T], step_ns: int = 5 * NS_PER_MS, limit_ns: int = 5_000 * NS_PER_MS
+) -> T:
     """Run ``call`` as a task while moving the clock; fail if it has not returned within ``limit_ns``."""
     task = asyncio.ensure_future(call)
     waited = 0
@@ -104,6 +105,7 @@ def assert_consistent(report: OrderReport) -> None:
 
 # --- (a) determinism ---------------------------------------------------------------------------
 
+
 async def record_run(cfg: Config, steps: int, step_ns: int) -> list[tuple[object, ...]]:
     clock = ManualClock()
     engine, market = build_engine(cfg, clock)
@@ -132,8 +134,12 @@ async def test_same_seed_and_clock_steps_give_identical_books_and_another_seed_d
     # Two seconds of quotes on six books: the run is not trivially empty.
     assert len(first) > 6 * 10
     assert {(v, m) for _, v, m, *_ in first} == {
-        ("kraken", "BTC-USD"), ("kraken", "ETH-USD"), ("coinbase", "BTC-USD"), ("coinbase", "ETH-USD"),
-        ("polymarket", "FEDCUT-YES"), ("polymarket", "FEDCUT-NO"),
+        ("kraken", "BTC-USD"),
+        ("kraken", "ETH-USD"),
+        ("coinbase", "BTC-USD"),
+        ("coinbase", "ETH-USD"),
+        ("polymarket", "FEDCUT-YES"),
+        ("polymarket", "FEDCUT-NO"),
     }
     assert len({row[3] for row in first if row[1:3] == ("kraken", MARKET)}) > 1  # the touch moved
     assert again == first
@@ -147,6 +153,7 @@ async def test_a_run_depends_on_the_times_not_on_how_finely_the_clock_is_stepped
 
 
 # --- (b) an IOC across levels --------------------------------------------------------------------
+
 
 async def test_ioc_buy_larger_than_the_touch_walks_levels_and_takes_the_liquidity() -> None:
     cfg = sim_config()
@@ -195,7 +202,11 @@ async def test_ioc_buy_larger_than_the_touch_walks_levels_and_takes_the_liquidit
     # order_status agrees with the reply, and the order is final.
     status = await settle(clock, kraken.order_status("ioc-1"))
     assert (status.status, status.filled_quantity, status.fee, status.fills) == (
-        report.status, report.filled_quantity, report.fee, report.fills)
+        report.status,
+        report.filled_quantity,
+        report.fee,
+        report.fills,
+    )
 
 
 async def test_taken_liquidity_stays_gone_through_a_refresh_within_the_refill_pause() -> None:
@@ -222,8 +233,7 @@ async def test_fok_that_cannot_fill_trades_nothing_on_the_venue() -> None:
     best = book.best_ask()
     assert best is not None
     before_book, before_bal = ladder(book), kraken.free_balances()
-    report = await settle(clock, kraken.place_order(buy("fok-1", best[1] + D("0.00000001"), best[0],
-                                                       TimeInForce.FOK)))
+    report = await settle(clock, kraken.place_order(buy("fok-1", best[1] + D("0.00000001"), best[0], TimeInForce.FOK)))
     assert report.status is OrderStatus.EXPIRED
     assert report.filled_quantity == 0 and report.fills == ()
     assert ladder(book_of(kraken)) == before_book
@@ -231,6 +241,7 @@ async def test_fok_that_cannot_fill_trades_nothing_on_the_venue() -> None:
 
 
 # --- (c) rejects --------------------------------------------------------------------------------
+
 
 async def test_reject_rate_one_rejects_with_nothing_filled_and_nothing_moved() -> None:
     clock, kraken, rec = await connected(sim_config(reject_rate=D(1)))
@@ -250,6 +261,7 @@ async def test_reject_rate_one_rejects_with_nothing_filled_and_nothing_moved() -
 
 
 # --- (d) a reply that never comes -------------------------------------------------------------------
+
 
 async def test_timeout_rate_one_never_replies_but_the_order_executed() -> None:
     clock, kraken, _ = await connected(sim_config(timeout_rate=D(1)))
@@ -275,6 +287,7 @@ async def test_timeout_rate_one_never_replies_but_the_order_executed() -> None:
 
 # --- (e) partial fills ---------------------------------------------------------------------------------
 
+
 async def test_partial_fill_rate_one_fills_less_than_the_touch() -> None:
     clock, kraken, _ = await connected(sim_config(partial_fill_rate=D(1)))
     best = book_of(kraken).best_ask()
@@ -289,6 +302,7 @@ async def test_partial_fill_rate_one_fills_less_than_the_touch() -> None:
 
 
 # --- (f) balances --------------------------------------------------------------------------------------
+
 
 async def test_insufficient_balance_is_a_rejected_report_naming_the_asset() -> None:
     cfg = sim_config(balances={"USD": D("100"), "BTC": D("0")})
@@ -335,6 +349,7 @@ async def test_duplicate_ids_and_unknown_orders() -> None:
 
 # --- (g) GTC orders --------------------------------------------------------------------------------------
 
+
 async def test_gtc_buy_below_the_market_rests_reserves_funds_and_is_cancellable() -> None:
     clock, kraken, _ = await connected(sim_config())
     book = book_of(kraken)
@@ -359,14 +374,22 @@ async def test_gtc_buy_below_the_market_rests_reserves_funds_and_is_cancellable(
     assert again.status is OrderStatus.CANCELLED
 
 
-def fixed_fair_venue(cfg: Config, clock: ManualClock, fair: dict[str, float],
-                     fees: FeeSchedule | None = None) -> SimulatedVenue:
+def fixed_fair_venue(
+    cfg: Config, clock: ManualClock, fair: dict[str, float], fees: FeeSchedule | None = None
+) -> SimulatedVenue:
     """Kraken as configured, quoting around fair values the test sets, with no venue noise."""
     vc = cfg.venue("kraken")
     vc = replace(vc, sim=replace(vc.sim, noise_bps=D(0)), fees=fees or vc.fees)
     instruments = cfg.instruments()
-    return SimulatedVenue(vc, instruments.listings_for_venue("kraken"), instruments.markets,
-                          {m.id: m.sim for m in cfg.markets}, clock, cfg.seed, lambda market, _t: fair[market])
+    return SimulatedVenue(
+        vc,
+        instruments.listings_for_venue("kraken"),
+        instruments.markets,
+        {m.id: m.sim for m in cfg.markets},
+        clock,
+        cfg.seed,
+        lambda market, _t: fair[market],
+    )
 
 
 async def test_gtc_buy_is_filled_as_maker_when_quotes_move_through_it() -> None:

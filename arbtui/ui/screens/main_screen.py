@@ -304,6 +304,7 @@ class MainScreen(Screen[None]):
 
     def action_kill(self) -> None:
         self._arb.request_flush()  # show what the key did now, not at the next timed refresh
+
         def answered(yes: bool | None) -> None:
             if yes:
                 self._arb.engine.kill()

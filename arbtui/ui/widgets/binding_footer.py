@@ -43,12 +43,7 @@ class BindingFooter(Footer):
         yield from super().compose()
 
     def bindings_changed(self, screen: Screen[object]) -> None:
-        if (
-            self._composed is not None
-            and self.is_attached
-            and screen is self.screen
-            and screen.app.app_focus
-        ):
+        if self._composed is not None and self.is_attached and screen is self.screen and screen.app.app_focus:
             layout, enabled = self._active(screen)
             if layout == self._composed:
                 for key in self.query(FooterKey):
