@@ -8,7 +8,7 @@ Plain asyncio on a ManualClock with the seeded simulated demo (every fault rate 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -19,18 +19,18 @@ import pytest
 from arbtui.config import Config, default_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
-from arbtui.domain.events import BalancesRefreshed, Event, Spread, VenueStatus
+from arbtui.domain.events import BalancesRefreshed, Event, Spread
 from arbtui.domain.execution import LegRole, LegState, LegUpdated, LegView, PairState, PairStateChanged
 from arbtui.domain.fees import FeeSchedule
-from arbtui.domain.instruments import Listing
-from arbtui.domain.orders import OrderReport, OrderRequest, Side, TimeInForce
+from arbtui.domain.orders import Side, TimeInForce
 from arbtui.engine.balances import is_funds_refusal
 from arbtui.engine.engine import Engine
 from arbtui.engine.journal import Journal
 from arbtui.engine.risk import RiskState, check_pair
 from arbtui.sim.market import SimulatedMarket
-from arbtui.venues.base import Venue, VenueError, VenueListener
+from arbtui.venues.base import Venue, VenueError
 from arbtui.venues.simulated import SimulatedVenue
+from tests.unit.venue_wrappers import DelegatingVenue
 
 D = Decimal
 START_NS = 1_795_617_000 * NS_PER_S
@@ -45,45 +45,15 @@ def quiet_config(account: Mapping[str, Any] | None = None, **risk: Any) -> Confi
     return replace(cfg, venues=venues, risk=replace(cfg.risk, **big), account=replace(cfg.account, **(account or {})))
 
 
-class FlakyBalances:
+class FlakyBalances(DelegatingVenue):
     """A simulated venue whose ``balances()`` fails (``fail`` more calls), hangs (``hang``) or answers."""
 
     def __init__(self, inner: SimulatedVenue) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.fail = 0
         self.hang = False
         self.calls = 0
         self._never = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def listings(self) -> Sequence[Listing]:
-        return self.inner.listings
-
-    @property
-    def status(self) -> VenueStatus:
-        return self.inner.status
-
-    async def connect(self, listener: VenueListener) -> None:
-        await self.inner.connect(listener)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def book(self, market: str) -> OrderBook | None:
-        return self.inner.book(market)
-
-    async def place_order(self, request: OrderRequest) -> OrderReport:
-        return await self.inner.place_order(request)
-
-    async def cancel_order(self, client_order_id: str) -> OrderReport:
-        return await self.inner.cancel_order(client_order_id)
-
-    async def order_status(self, client_order_id: str) -> OrderReport:
-        return await self.inner.order_status(client_order_id)
 
     async def balances(self) -> Mapping[str, Decimal]:
         self.calls += 1
@@ -93,9 +63,6 @@ class FlakyBalances:
             self.fail -= 1
             raise VenueError(self.name, "HTTP 503: balances unavailable", retryable=True)
         return await self.inner.balances()
-
-    def fees(self, market: str) -> FeeSchedule:
-        return self.inner.fees(market)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pytest
 from arbtui.config import Config, default_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
-from arbtui.domain.events import Event, OpportunityExpired, Spread, SpreadKind, VenueStatus
+from arbtui.domain.events import Event, OpportunityExpired, Spread, SpreadKind
 from arbtui.domain.execution import (
     ArmedChanged,
     BreakerChanged,
@@ -45,7 +45,6 @@ from arbtui.domain.execution import (
     SimulationCompleted,
 )
 from arbtui.domain.fees import FeeSchedule
-from arbtui.domain.instruments import Listing
 from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side
 from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
@@ -55,8 +54,9 @@ from arbtui.engine.journal import Journal
 from arbtui.engine.risk import RiskState, check_pair
 from arbtui.headless import run_headless
 from arbtui.sim.market import SimulatedMarket
-from arbtui.venues.base import Venue, VenueListener
+from arbtui.venues.base import Venue
 from arbtui.venues.simulated import SimulatedVenue
+from tests.unit.venue_wrappers import DelegatingVenue
 
 D = Decimal
 E = TypeVar("E", bound=Event)
@@ -99,49 +99,6 @@ def quiet_config(
 
 
 # --- venues wrapped for the tests that need a venue to misbehave -------------------------------
-
-
-class DelegatingVenue:
-    """A :class:`Venue` that forwards everything to a simulated venue; subclasses override a call."""
-
-    def __init__(self, inner: SimulatedVenue) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def listings(self) -> Sequence[Listing]:
-        return self.inner.listings
-
-    @property
-    def status(self) -> VenueStatus:
-        return self.inner.status
-
-    async def connect(self, listener: VenueListener) -> None:
-        await self.inner.connect(listener)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def book(self, market: str) -> OrderBook | None:
-        return self.inner.book(market)
-
-    async def place_order(self, request: OrderRequest) -> OrderReport:
-        return await self.inner.place_order(request)
-
-    async def cancel_order(self, client_order_id: str) -> OrderReport:
-        return await self.inner.cancel_order(client_order_id)
-
-    async def order_status(self, client_order_id: str) -> OrderReport:
-        return await self.inner.order_status(client_order_id)
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.inner.balances()
-
-    def fees(self, market: str) -> FeeSchedule:
-        return self.inner.fees(market)
 
 
 class SilentVenue(DelegatingVenue):
@@ -1355,9 +1312,7 @@ async def test_confirming_the_same_spread_twice_is_refused_as_a_duplicate(start:
 def test_exposure_limits_count_both_legs_of_a_pair() -> None:
     """Both legs of a cross-venue pair sit in one market: the market limit sees their sum."""
     from arbtui.config import RiskConfig
-    from arbtui.domain.book import OrderBook
     from arbtui.domain.events import LegPlan, Spread, SpreadKind
-    from arbtui.domain.fees import FeeSchedule
     from arbtui.engine.risk import RiskState, check_pair
 
     book = OrderBook(depth=10)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import decimal
 import json
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +14,15 @@ import pytest
 
 from arbtui.cli import main
 from arbtui.config import Config
-from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import Clock
-from arbtui.domain.events import VenueStatus
-from arbtui.domain.fees import FeeSchedule
-from arbtui.domain.instruments import Listing
 from arbtui.domain.orders import OrderReport, OrderRequest
 from arbtui.engine import builder
 from arbtui.engine.engine import Engine
 from arbtui.engine.journal import Journal
 from arbtui.headless import EXIT_BROKEN_EXPOSURE, EXIT_ENGINE_FAILED, EXIT_OK, exit_status
 from arbtui.sim.market import SimulatedMarket
-from arbtui.venues.base import VenueListener
 from arbtui.venues.simulated import SimulatedVenue
+from tests.unit.venue_wrappers import DelegatingVenue
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
@@ -66,33 +60,12 @@ def test_an_engine_failure_in_the_market_driver_exits_1_and_says_why(
     assert "exit 1: the engine failed" in err
 
 
-class DarkVenue:
+class DarkVenue(DelegatingVenue):
     """Forwards market data; takes orders and status queries and never answers (a venue gone dark)."""
 
     def __init__(self, inner: SimulatedVenue) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._never = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def listings(self) -> Sequence[Listing]:
-        return self.inner.listings
-
-    @property
-    def status(self) -> VenueStatus:
-        return self.inner.status
-
-    async def connect(self, listener: VenueListener) -> None:
-        await self.inner.connect(listener)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def book(self, market: str) -> OrderBook | None:
-        return self.inner.book(market)
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
         await self._never.wait()
@@ -105,12 +78,6 @@ class DarkVenue:
     async def order_status(self, client_order_id: str) -> OrderReport:
         await self._never.wait()
         raise AssertionError("unreachable")
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.inner.balances()
-
-    def fees(self, market: str) -> FeeSchedule:
-        return self.inner.fees(market)
 
 
 def dark_kraken_engine(config: Config, clock: Clock, path: Path | None, options: Any = None) -> tuple[Engine, None]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +53,7 @@ from arbtui.sim.loopback.late import LateArrival
 from arbtui.sim.loopback.polymarket import LoopbackPolymarket
 from arbtui.venues.live import LiveVenue
 from arbtui.venues.secrets import Credentials, Secret
+from tests.unit.venue_wrappers import DelegatingVenue
 
 D = Decimal
 DEADLINE_S = 30.0  # real time allowed for one venue call (generous: a slow machine must not fail a test)
@@ -92,36 +93,18 @@ class Listener:
         return None
 
 
-class Traced:
+class Traced(DelegatingVenue):
     """A real connector's :class:`LiveVenue`, counting the calls in flight (so the bench moves the
     clock only when no reply is on its way). ``inner`` as the session recorder's wrapper has it, so the
     watch finds the trader's ``arrival_deadline_s`` through it. ``hide_book`` makes ``book()`` answer
     None (an unwind then has no price to send at)."""
 
     def __init__(self, inner: LiveVenue) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.queries = 0  # status queries and cancels in flight
         self.placing: set[str] = set()  # client order ids of order requests in flight
         self.started: list[str] = []  # client order ids of every order request, in order
         self.hide_book = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def listings(self) -> Sequence[Listing]:
-        return self.inner.listings
-
-    @property
-    def status(self) -> VenueStatus:
-        return self.inner.status
-
-    async def connect(self, listener: Any) -> None:
-        await self.inner.connect(listener)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
     def book(self, market: str) -> OrderBook | None:
         return None if self.hide_book else self.inner.book(market)
@@ -147,12 +130,6 @@ class Traced:
             return await self.inner.order_status(client_order_id)
         finally:
             self.queries -= 1
-
-    async def balances(self) -> Mapping[str, Decimal]:
-        return await self.inner.balances()
-
-    def fees(self, market: str) -> FeeSchedule:
-        return self.inner.fees(market)
 
 
 # --- the bench ---------------------------------------------------------------------------------------
