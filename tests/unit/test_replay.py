@@ -15,6 +15,7 @@ from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_MS, ManualClock
 from arbtui.domain.events import Event, OpportunityDetected
 from arbtui.engine.builder import RunOptions, build_engine
+from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.replay.player import ReplayPlayer
 from arbtui.replay.session_format import SessionError, SessionReader
 from arbtui.venues.live import PaperTrader
@@ -249,3 +250,58 @@ def test_the_reader_fast_path_refuses_what_the_careful_path_refuses(tmp_path: Pa
     connect = b'{"t": 10, "kind": "connect", "venue": "kraken", "stream": "market"}\n'
     _write_lines(path, [header, connect, good, good])
     assert [(n, ev["kind"]) for n, ev in SessionReader(path)] == [(2, "connect"), (3, "frame"), (4, "frame")]
+
+
+async def test_the_operator_s_quotes_replay_to_the_same_pairs(tmp_path: Path) -> None:
+    """A session where the operator opened the confirm modal (a quote), cancelled one, simulated and
+    confirmed: the replay quotes the same things at the same instants and sends the same legs."""
+    path = tmp_path / "operator.jsonl.gz"
+    clock = ManualClock(START)
+    engine, _ = build_engine(default_config(), clock, tmp_path / "journal.sqlite", RunOptions(record=path))
+    await engine.start()
+    done: list[str] = []
+    cancelled = simulated = 0
+    for _ in range(400):
+        await clock.advance(100 * NS_PER_MS)
+        if engine.executor.in_flight():
+            continue
+        paying = [s for s in engine.detector.spreads() if s.pays and s.opportunity_id]
+        if not paying:
+            continue
+        oid = paying[0].opportunity_id
+        assert oid is not None
+        quote = engine.quote(oid)
+        assert quote is not None
+        if cancelled == 0:
+            engine.cancel_quote(quote.quote_id)
+            cancelled += 1
+            continue
+        if simulated == 0:
+            engine.simulate(oid)
+            simulated += 1
+        try:
+            done.append(engine.confirm(quote.quote_id))
+        except ConfirmRefusedError:  # a refusal is recorded too, and replays as one
+            pass
+        if len(done) >= 3:
+            break
+    while engine.executor.in_flight():
+        await clock.advance(100 * NS_PER_MS)
+    legs = {
+        pid: [(r.venue, r.side, r.quantity, r.limit_price) for r in (leg.request for leg in p.legs)]
+        for pid, p in engine.executor.pairs.items()
+    }
+    outcomes = {pid: (p.state.value, str(p.realized_pnl)) for pid, p in engine.executor.pairs.items()}
+    await engine.stop("done")
+    assert len(done) >= 3 and cancelled == 1 and simulated == 1
+
+    player = ReplayPlayer(path, actions=True, journal_path=tmp_path / "replay.sqlite")
+    summary = await player.run()
+    ex = player.engine.executor
+    assert {pid: (p.state.value, str(p.realized_pnl)) for pid, p in ex.pairs.items()} == outcomes
+    replayed = {
+        pid: [(r.venue, r.side, r.quantity, r.limit_price) for r in (leg.request for leg in p.legs)]
+        for pid, p in ex.pairs.items()
+    }
+    assert replayed == legs
+    assert summary["actions"]["refused"] == 0
