@@ -1,20 +1,20 @@
 """Coinbase connector without the loopback venue: JWTs decoded and checked, request bodies against the
 shapes coinbase-advanced-py asserts, replies mapped to reports and errors, the feed driven by hand.
 
-Vectors, copied here with their source (tests never read /work/shared):
+Vectors, copied here with their source:
 
-- Request bodies asserted verbatim in ``coinbase/coinbase-advanced-py:tests/rest/test_orders.py``
-  (VENUES.md 3.5/3.6):
+- Request bodies asserted verbatim in ``coinbase/coinbase-advanced-py:tests/rest/test_orders.py``:
   ``{"client_order_id": "client_order_id_1", "product_id": "product_id_1", "side": "BUY",
   "order_configuration": {"sor_limit_ioc": {"base_size": "1", "limit_price": "100"}}}`` and
   ``{"order_ids": ["order_id_1", "order_id_2"]}``.
-- JWT claims as ``coinbase-advanced-py:tests/test_jwt_generator.py`` checks them (VENUES.md 3.4): header
+- JWT claims as ``coinbase-advanced-py:tests/test_jwt_generator.py`` checks them (``coinbase/jwt_generator.py``): header
   ``alg``/``kid``, claims ``sub`` = key name, ``iss`` = "cdp", ``uri`` = "POST
   api.coinbase.com/api/v3/brokerage/orders"; the test key name ``organizations/test-organization/
   apiKeys/test-api-key`` (``tests/constants.py``). The keys themselves are generated here.
 - The refusal ``{"success": false, "error_response": {"error": "INSUFFICIENT_FUND", "message":
   "Insufficient balance in source account"}}`` and the cancel result ``{"success": true,
-  "failure_reason": "UNKNOWN_CANCEL_FAILURE_REASON", "order_id": "0000-00000"}`` (VENUES.md 3.5/3.6,
+  "failure_reason": "UNKNOWN_CANCEL_FAILURE_REASON", "order_id": "0000-00000"}`` (the shapes of the
+  Create Order and Cancel Orders replies in docs.cdp.coinbase.com/advanced-trade/reference; the values
   illustrative).
 """
 

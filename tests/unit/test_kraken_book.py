@@ -39,7 +39,7 @@ def test_tokens_pad_to_precision_and_strip_leading_zeros() -> None:
 
 
 def test_documented_vector() -> None:
-    """Kraken's v2 book guide, BTC/USD at (1, 8): 3310070434 (VENUES.md 1.6 A)."""
+    """Kraken's v2 book guide, BTC/USD at (1, 8): 3310070434 (docs.kraken.com/api/docs/guides/spot-ws-book-v2)."""
     bids = (
         "45283.5/0.10000000 45283.4/1.54582015 45282.1/0.10000000 45281.0/0.10000000 45280.3/1.54592586 "
         "45279.0/0.07990000 45277.6/0.03310103 45277.5/0.30000000 45277.3/1.54602737 45276.6/0.15445238"

@@ -1,4 +1,4 @@
-"""Polymarket market channel: the doc's own frames (VENUES.md 4.1), arrays of events, the
+"""Polymarket market channel: the doc's own frames (docs.polymarket.com/market-data/websocket/market-channel), arrays of events, the
 best_bid/best_ask cross-check, tick size changes, PONG, malformed frames."""
 
 from __future__ import annotations
