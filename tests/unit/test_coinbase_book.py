@@ -1,5 +1,6 @@
 """Coinbase level2 messages: "offer" is the ask side, absolute sizes, snapshots replace, and a
-sequence gap discards every book of the connection (message shapes from docs.cdp.coinbase.com/advanced-trade/docs/ws-channels, level2)."""
+sequence gap discards every book of the connection
+(message shapes from docs.cdp.coinbase.com/advanced-trade/docs/ws-channels, level2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Polymarket market channel: the doc's own frames (docs.polymarket.com/market-data/websocket/market-channel), arrays of events, the
-best_bid/best_ask cross-check, tick size changes, PONG, malformed frames."""
+"""Polymarket market channel: the doc's own frames
+(docs.polymarket.com/market-data/websocket/market-channel), arrays of events, the best_bid/best_ask
+cross-check, tick size changes, PONG, malformed frames."""
 
 from __future__ import annotations
 
