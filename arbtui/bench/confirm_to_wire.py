@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from arbtui.bench.figure import Figure
+from arbtui.domain import stats
 
 NAME = "confirm_to_wire"
 TARGET_P99_US = 2000
@@ -334,12 +335,9 @@ def _run_delay_ns() -> int | None:
 
 
 def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (no interpolation: every reported figure is a measured sample)."""
-    if not values:
-        return float("nan")  # float ok: a latency statistic, not money
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
+    """Nearest-rank percentile of a latency series (NaN when there is none)."""
+    found = stats.percentile(values, p)
+    return float("nan") if found is None else found  # float ok: a latency statistic, not money
 
 
 async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, warmup: int, tmp: Path) -> Samples:

@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from arbtui.bench.figure import Figure
+from arbtui.domain.stats import percentile
 
 NAME = "console"
 RATE = 20_000
@@ -486,13 +487,6 @@ def _serve_command(rate: int, stats: Path, journal_dir: Path, ui: bool) -> list[
     ]
 
 
-def _percentile(values: list[float], p: float) -> float:
-    """Nearest rank (every figure reported is a measured sample)."""
-    ordered = sorted(values)
-    rank = max(1, -int(-len(ordered) * p // 100))
-    return float(ordered[rank - 1])
-
-
 def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figure:
     """Run the console under the feed in tmux and measure it (see the module docstring)."""
     command = f"arbtui bench --only {NAME}" + (" --quick" if quick else "")
@@ -550,9 +544,9 @@ def measure(quick: bool, rate: int = RATE, seconds: float | None = None) -> Figu
         "ui_gross_pct": shares["ui_pct"],
         "process_pct": shares["process_pct"],
         "engine_pct": shares["engine_pct"],
-        "key_to_screen_p50_ms": round(_percentile(keys, 50), 1),
+        "key_to_screen_p50_ms": round(percentile(keys, 50) or 0.0, 1),
         "key_to_screen_max_ms": round(max(keys), 1),
-        "key_to_frame_p50_ms": round(1000 * _percentile(frames, 50), 1) if frames else None,
+        "key_to_frame_p50_ms": round(1000 * (percentile(frames, 50) or 0.0), 1) if frames else None,
     }
     reached = shares["frames_per_s"] >= 0.95 * rate
     # A quick run is a few seconds: it checks that the benchmark works and gives no verdict.

@@ -10,15 +10,7 @@ from collections import Counter, deque
 from decimal import Decimal
 
 from arbtui.domain.clock import NS_PER_MS
-
-
-def percentile(samples: list[int], q: int) -> int | None:
-    """Nearest-rank percentile (q in 0..100) of integer samples; None when there are none."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = max(1, -(-q * len(ordered) // 100))  # ceil(q/100 * n), at least 1
-    return ordered[min(rank, len(ordered)) - 1]
+from arbtui.domain.stats import percentile
 
 
 class LatencySeries:
