@@ -31,10 +31,9 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from arbtui.domain.clock import Clock
+from arbtui.domain.clock import NS_PER_S, Clock
 from arbtui.domain.events import VenueStatus
 
-NS = 1_000_000_000
 log = logging.getLogger(__name__)
 
 
@@ -226,7 +225,7 @@ class ConnectionSupervisor:
         while not self._closing:
             if self._attempt > 0:
                 delay = self.backoff_s(self._attempt)
-                await self._clock.sleep(int(delay * NS))
+                await self._clock.sleep(int(delay * NS_PER_S))
             self._attempt += 1
             self._set_status(VenueStatus.CONNECTING, f"connecting to {self.config.url}")
             try:
@@ -280,8 +279,8 @@ class ConnectionSupervisor:
         # only wakes for control: messages to send, a reconnect request, the keep-alive, the watchdog.
         reader = asyncio.create_task(self._read(ws), name=f"feed-read:{self.venue}:{self.stream}")
         wake: asyncio.Task[bool] | None = None
-        stale_ns = int(self.config.stale_after_s * NS)
-        keepalive_ns = int(self.config.keepalive_s * NS) if self.config.keepalive_s else None
+        stale_ns = int(self.config.stale_after_s * NS_PER_S)
+        keepalive_ns = int(self.config.keepalive_s * NS_PER_S) if self.config.keepalive_s else None
         next_keepalive = opened + keepalive_ns if keepalive_ns else None
         try:
             while True:
@@ -303,7 +302,7 @@ class ConnectionSupervisor:
                     deadline = min(deadline, next_keepalive)
                 if wake is None:
                     wake = asyncio.ensure_future(self._wake.wait())
-                timeout = max(0.0, (deadline - now) / NS) + 0.001
+                timeout = max(0.0, (deadline - now) / NS_PER_S) + 0.001
                 done, _ = await asyncio.wait({reader, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if wake in done:
                     self._wake.clear()
@@ -317,7 +316,10 @@ class ConnectionSupervisor:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
-            if self._clock.now_ns() - opened >= int(self.config.backoff_max_s * NS) and self.counters.last_frame_ns:
+            if (
+                self._clock.now_ns() - opened >= int(self.config.backoff_max_s * NS_PER_S)
+                and self.counters.last_frame_ns
+            ):
                 self._attempt = 0  # a connection that lived and delivered: start the backoff afresh
 
     async def _read(self, ws: ClientConnection) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from arbtui.domain.clock import Clock
-
-NS = 1_000_000_000
+from arbtui.domain.clock import NS_PER_S, Clock
 
 KRAKEN_TIERS: dict[str, tuple[float, float]] = {
     "starter": (60.0, 1.0),
@@ -62,7 +60,7 @@ class RateBudget:
 
     def level(self) -> float:
         now = self._clock.now_ns()
-        elapsed = (now - self._at) / NS
+        elapsed = (now - self._at) / NS_PER_S
         if elapsed > 0:
             self._level = max(0.0, self._level - elapsed * self.decay_per_s)
             self._at = now
@@ -88,7 +86,7 @@ class RateBudget:
                     break
                 if waited == 0.0:
                     self.waits += 1
-                await self._clock.sleep(int(wait * NS) + 1)
+                await self._clock.sleep(int(wait * NS_PER_S) + 1)
                 waited += wait
             self._level += cost
         self.waited_s += waited
