@@ -31,10 +31,19 @@ Wire facts (VENUES.md section 4, and the official clients it cites):
   ``GET /data/order/<hash>``. The hash (with the V2 ``timestamp`` it covers) is written to the
   :class:`OrderHashBook` before the POST: a later process finds the order through it, and a resend of
   the same request signs the same order (same hash), which the venue can only accept once.
-- **Results**: ``success: false`` / ``errorMsg`` / a 4xx ``{"error": ...}`` is a REJECTED report (an
-  FOK or FAK the book could not match is EXPIRED, as the venue killed it); 429, 5xx and transport
-  failures raise ``VenueError(retryable=True)``; a timeout is the caller's and never a rejection.
-  Every venue-provided text passes through :func:`~arbtui.venues.secrets.redact`.
+- **Results**: an insert error comes as HTTP 200 with ``errorMsg`` set (``success`` true or false, and
+  an empty ``orderID``: the docs' "Insert Error Messages") or as a 4xx ``{"error": ...}``. With nothing
+  matched it is classified by :func:`classify_insert_error` over :data:`INSERT_ERRORS`, the documented
+  list: a refusal is REJECTED with the venue's words as the reason ("not enough balance / allowance"
+  is a funds refusal, which the engine follows with a balance refresh); an FOK/FAK the book could not
+  match is EXPIRED (the venue killed it); ``ORDER_DELAYED`` is not final (asked until it is, as the
+  ``delayed`` status); a duplicate (the venue has this very hash) or a system error after the order was
+  taken (``EXECUTION_ERROR``, ``DELAYING_ORDER_ERROR``) is asked of the venue, and unknown if it does
+  not show the order. An undocumented ``errorMsg`` with an empty ``orderID`` is REJECTED. The insert
+  status ``delayed`` is not final (asked), ``unmatched`` kills an FAK/FOK's remainder (nothing more
+  fills) and leaves a GTC resting. 429, 5xx and transport failures raise
+  ``VenueError(retryable=True)``; a timeout is the caller's and never a rejection. Every
+  venue-provided text passes through :func:`~arbtui.venues.secrets.redact`.
 
 Unverified against the real venue (the loopback server implements these choices):
 
@@ -69,6 +78,7 @@ Unverified against the real venue (the loopback server implements these choices)
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import json
@@ -136,6 +146,85 @@ ROUNDING: dict[Decimal, tuple[int, int, int]] = {
 _ORDER_TYPE = {TimeInForce.IOC: "FAK", TimeInForce.FOK: "FOK", TimeInForce.GTC: "GTC"}
 # The venue's words for an FOK / FAK that found nothing (enough) to match (py-clob-client, clob-client #68).
 _KILLED = ("fully filled or killed", "no orders found to match", "partially filled or killed")
+
+
+class InsertOutcome(enum.Enum):
+    """What an order insert error (``POST /order`` ``errorMsg`` or ``error``) says about the order."""
+
+    REFUSED = "refused"  # not placed: REJECTED
+    FUNDS = "funds"  # not placed for lack of balance or allowance: REJECTED, a funds refusal
+    KILLED = "killed"  # an FOK/FAK that could not match: EXPIRED with nothing filled
+    DELAYED = "delayed"  # taken, but held in the market's matching delay: not final, ask the venue
+    DUPLICATE = "duplicate"  # the venue already has this very order (same hash): ask the venue
+    UNCERTAIN = "uncertain"  # a system error after the order was taken: ask the venue
+
+
+@dataclass(frozen=True)
+class InsertError:
+    code: str
+    message: str  # the documented errorMsg text
+    success: bool  # the documented value of ``success`` alongside it
+    outcome: InsertOutcome
+
+
+# The order insert errors of the CLOB's order placement docs ("Insert Error Messages",
+# https://docs.polymarket.com/developers/CLOB/orders/create-order): code, errorMsg, success, outcome.
+INSERT_ERRORS: tuple[InsertError, ...] = (
+    InsertError(
+        "INVALID_ORDER_MIN_TICK_SIZE",
+        "order is invalid. Price breaks minimum tick size rules",
+        True,
+        InsertOutcome.REFUSED,
+    ),
+    InsertError("INVALID_ORDER_MIN_SIZE", "order is invalid. Size lower than the minimum", True, InsertOutcome.REFUSED),
+    InsertError(
+        "INVALID_ORDER_DUPLICATED",
+        "order is invalid. Duplicated. Same order has already been placed, can't be placed again",
+        True,
+        InsertOutcome.DUPLICATE,
+    ),
+    InsertError("INVALID_ORDER_NOT_ENOUGH_BALANCE", "not enough balance / allowance", True, InsertOutcome.FUNDS),
+    InsertError("INVALID_ORDER_EXPIRATION", "invalid expiration", True, InsertOutcome.REFUSED),
+    InsertError("INVALID_ORDER_ERROR", "could not insert order", True, InsertOutcome.REFUSED),
+    InsertError(
+        "INVALID_POST_ONLY_ORDER_TYPE",
+        "invalid post-only order: only GTC and GTD order types are allowed",
+        True,
+        InsertOutcome.REFUSED,
+    ),
+    InsertError("INVALID_POST_ONLY_ORDER", "invalid post-only order: order crosses book", True, InsertOutcome.REFUSED),
+    InsertError("EXECUTION_ERROR", "could not run the execution", True, InsertOutcome.UNCERTAIN),
+    InsertError("ORDER_DELAYED", "order match delayed due to market conditions", False, InsertOutcome.DELAYED),
+    InsertError("DELAYING_ORDER_ERROR", "error delaying the order", True, InsertOutcome.UNCERTAIN),
+    InsertError(
+        "FOK_ORDER_NOT_FILLED_ERROR",
+        "order couldn't be fully filled, FOK orders are fully filled/killed",
+        True,
+        InsertOutcome.KILLED,
+    ),
+    InsertError("MARKET_NOT_READY", "the market is not yet ready to process new orders", False, InsertOutcome.REFUSED),
+)
+
+
+def classify_insert_error(text: str) -> InsertError | None:
+    """The documented insert error ``text`` (an ``errorMsg`` or ``error``) is, by code or by message
+    (case-insensitive); the FOK/FAK kill texts of py-clob-client count as FOK_ORDER_NOT_FILLED_ERROR."""
+    lower = text.lower()
+    # Longest code first: INVALID_POST_ONLY_ORDER_TYPE before INVALID_POST_ONLY_ORDER, and so on.
+    for err in sorted(INSERT_ERRORS, key=lambda e: -len(e.code)):
+        if err.code.lower() in lower:
+            return err
+    for err in INSERT_ERRORS:
+        if err.message.lower() in lower:
+            return err
+    by_code = {e.code: e for e in INSERT_ERRORS}
+    if any(k in lower for k in _KILLED) or "couldn't be fully filled" in lower:
+        return by_code["FOK_ORDER_NOT_FILLED_ERROR"]
+    if "not enough balance" in lower:
+        return by_code["INVALID_ORDER_NOT_ENOUGH_BALANCE"]
+    return None
+
+
 # GET /data/trades pagination (py-clob-client constants.END_CURSOR; the first cursor is "MA==").
 END_CURSOR = "LTE="
 TRADES_PAGES = 10  # pages of an order's token's trades read before an unlisted order is called unknown
@@ -857,7 +946,17 @@ class PolymarketTrader:
             )
             version = now
             order.sent, order.order_id = False, None
-        self._apply_reply(order, status, payload)
+        if self._apply_reply(order, status, payload):
+            said, order.reason = order.reason, None
+            try:
+                await self._refresh(order)
+            except UnknownOrder:
+                raise VenueError(
+                    self._venue,
+                    f"order {request.client_order_id} ({order.order_id}): {said}, and the venue does not show "
+                    "it yet; its outcome is unknown",
+                    retryable=True,
+                ) from None
         if request.time_in_force is not TimeInForce.GTC and not order.status.is_final:
             await self._settle_taker(order)
         return self._report(order)
@@ -1057,8 +1156,10 @@ class PolymarketTrader:
         order.reason = reason
         return self._report(order)
 
-    def _apply_reply(self, order: _Order, status: int, payload: Any) -> None:
-        """What ``POST /order`` answered (see the module docstring for the mapping)."""
+    def _apply_reply(self, order: _Order, status: int, payload: Any) -> bool:
+        """What ``POST /order`` answered (see the module docstring for the mapping). True when only the
+        venue can say what became of the order (a duplicate, or a system error after it was taken): the
+        caller asks it."""
         req = order.request
         ok = status == 200 and isinstance(payload, dict) and payload.get("success") is True
         message = ""
@@ -1069,19 +1170,22 @@ class PolymarketTrader:
         matched = isinstance(payload, dict) and (
             _amount(payload.get("makingAmount")) > 0 or _amount(payload.get("takingAmount")) > 0
         )
-        if not ok and not matched:
-            text = redact(message or f"HTTP {status}")
-            if status in (408, 409) or not 400 <= status < 500:
+        text = redact(message or f"HTTP {status}")
+        known = classify_insert_error(message) if message else None
+        venue_id = payload.get("orderID") if isinstance(payload, dict) else None
+        no_id = not (isinstance(venue_id, str) and venue_id)
+        # An insert error arrives as HTTP 200 with the text in errorMsg (and success true or false: the
+        # docs' "Insert Error Messages"), or as a 4xx {"error": ...}. Nothing matched, and either a
+        # documented error or no order id: the order was not placed as asked.
+        refused_in_body = status == 200 and bool(message) and (known is not None or no_id)
+        if not matched and (not ok or refused_in_body):
+            if status in (408, 409) or not (400 <= status < 500 or refused_in_body):
                 # A timeout or conflict (or an unexpected status) does not say the order was refused:
                 # its outcome is unknown, and only the venue can tell (order_status).
                 raise VenueError(self._venue, f"POST /order answered {status}: {text}", retryable=True)
             if ORDER_VERSION_MISMATCH in text:
                 self.order_version = None  # read again before the next order
-            if any(k in text.lower() for k in _KILLED) and req.time_in_force is not TimeInForce.GTC:
-                order.status, order.reason = OrderStatus.EXPIRED, text
-            else:
-                order.status, order.reason = OrderStatus.REJECTED, text
-            return
+            return self._refused(order, text, known)
         if not isinstance(payload, dict):
             raise VenueError(self._venue, f"POST /order answered {status} without a body", retryable=True)
         if message:  # success with a message, or amounts matched despite success: false: trust the amounts
@@ -1100,13 +1204,39 @@ class PolymarketTrader:
             order.status = OrderStatus.FILLED
         elif venue_status == "matched" and order.filled > 0 and req.time_in_force is not TimeInForce.GTC:
             order.status, order.reason = OrderStatus.EXPIRED, "FAK remainder killed by the venue"
-        elif req.time_in_force is TimeInForce.GTC and venue_status in ("live", "matched"):
+        elif req.time_in_force is TimeInForce.GTC and venue_status in ("live", "matched", "unmatched"):
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
+        elif venue_status == "unmatched":
+            # "order marketable, but failure delaying, placement successful" (the docs' insert
+            # statuses): an FAK/FOK that was not matched, so killed with what the reply shows filled.
+            self._finish(order, "venue status unmatched: not matched, the remainder killed")
         else:
-            # An FAK/FOK left "live", "delayed" or "unmatched" (or an unknown status) is not final:
-            # the venue may still match it; order_status tells.
+            # An FAK/FOK left "live" or "delayed" (the market's matching delay), or an unknown status,
+            # is not final: the venue may still match it; order_status tells.
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.OPEN
             order.reason = f"venue status {venue_status or 'missing'}: not final yet"
+        return False
+
+    def _refused(self, order: _Order, text: str, known: InsertError | None) -> bool:
+        """An insert error (``text``, the venue's words; ``known``, its documented entry if any) for an
+        order of which nothing matched. True when the venue must be asked what became of it."""
+        gtc = order.request.time_in_force is TimeInForce.GTC
+        outcome = known.outcome if known is not None else InsertOutcome.REFUSED
+        if outcome is InsertOutcome.KILLED and not gtc:
+            order.status, order.reason = OrderStatus.EXPIRED, text
+        elif outcome is InsertOutcome.FUNDS:
+            # The engine refreshes balances after a refusal worded as one for funds (balances.py):
+            # the venue's words are "not enough balance / allowance"; a bare code gets them added.
+            reason = text if "not enough balance" in text.lower() else f"not enough balance / allowance ({text})"
+            order.status, order.reason = OrderStatus.REJECTED, reason
+        elif outcome is InsertOutcome.DELAYED:
+            order.status, order.reason = OrderStatus.OPEN, f"{text}: not final yet"
+        elif outcome in (InsertOutcome.DUPLICATE, InsertOutcome.UNCERTAIN):
+            order.status, order.reason = OrderStatus.OPEN, f"{text}: asking the venue"
+            return True
+        else:
+            order.status, order.reason = OrderStatus.REJECTED, text
+        return False
 
     async def _refresh(self, order: _Order) -> None:
         """Bring ``order`` up to date from ``GET /data/order/<hash>`` (and its trades, for new fills)."""

@@ -1032,3 +1032,215 @@ async def test_more_matched_than_ordered_is_an_error_not_a_fill(server: Loopback
             await venue.order_status("units-1")
     finally:
         await venue.close()
+
+
+# --- insert errors that arrive as HTTP 200 (the docs' "Insert Error Messages") ---------------------
+
+# (code, errorMsg, success) as https://docs.polymarket.com/developers/CLOB/orders/create-order lists
+# them, with the report an FAK and a GTC get when nothing matched. None: not final at once, the
+# venue is asked (a delay, a duplicate of an order it has, a system error after it took the order).
+DOCUMENTED_INSERT_ERRORS = [
+    ("INVALID_ORDER_MIN_TICK_SIZE", "order is invalid. Price breaks minimum tick size rules", True, "rej", "rej"),
+    ("INVALID_ORDER_MIN_SIZE", "order is invalid. Size lower than the minimum", True, "rej", "rej"),
+    (
+        "INVALID_ORDER_DUPLICATED",
+        "order is invalid. Duplicated. Same order has already been placed, can't be placed again",
+        True,
+        None,
+        None,
+    ),
+    ("INVALID_ORDER_NOT_ENOUGH_BALANCE", "not enough balance / allowance", True, "funds", "funds"),
+    ("INVALID_ORDER_EXPIRATION", "invalid expiration", True, "rej", "rej"),
+    ("INVALID_ORDER_ERROR", "could not insert order", True, "rej", "rej"),
+    (
+        "INVALID_POST_ONLY_ORDER_TYPE",
+        "invalid post-only order: only GTC and GTD order types are allowed",
+        True,
+        "rej",
+        "rej",
+    ),
+    ("INVALID_POST_ONLY_ORDER", "invalid post-only order: order crosses book", True, "rej", "rej"),
+    ("EXECUTION_ERROR", "could not run the execution", True, None, None),
+    ("ORDER_DELAYED", "order match delayed due to market conditions", False, None, "open"),
+    ("DELAYING_ORDER_ERROR", "error delaying the order", True, None, None),
+    (
+        "FOK_ORDER_NOT_FILLED_ERROR",
+        "order couldn't be fully filled, FOK orders are fully filled/killed",
+        True,
+        "killed",
+        "rej",
+    ),
+    ("MARKET_NOT_READY", "the market is not yet ready to process new orders", False, "rej", "rej"),
+]
+
+
+def test_the_documented_insert_errors_are_all_classified() -> None:
+    from arbtui.engine.balances import is_funds_refusal
+    from arbtui.venues.polymarket import INSERT_ERRORS, InsertOutcome, classify_insert_error
+
+    assert {e.code for e in INSERT_ERRORS} == {row[0] for row in DOCUMENTED_INSERT_ERRORS}
+    for code, message, success, _, _ in DOCUMENTED_INSERT_ERRORS:
+        by_message, by_code = classify_insert_error(message), classify_insert_error(f"{code}: something")
+        assert by_message is not None and by_message.code == code, message
+        assert by_code is not None and by_code.code == code, code
+        assert by_message.success is success
+    funds = classify_insert_error("not enough balance / allowance")
+    assert funds is not None and funds.outcome is InsertOutcome.FUNDS and is_funds_refusal(funds.message)
+    # py-clob-client's FOK/FAK kill texts are the same refusal
+    for text in ("order couldn't be fully filled. FOK orders are fully filled or killed.", "no orders found to match"):
+        killed = classify_insert_error(text)
+        assert killed is not None and killed.outcome is InsertOutcome.KILLED
+    assert classify_insert_error("something new") is None
+
+
+@pytest.mark.parametrize(("code", "message", "success", "fak", "gtc"), DOCUMENTED_INSERT_ERRORS)
+async def test_each_documented_insert_error_in_a_200_is_reported_as_the_docs_say(
+    server: LoopbackPolymarket, code: str, message: str, success: bool, fak: str | None, gtc: str | None
+) -> None:
+    from arbtui.engine.balances import is_funds_refusal
+
+    venue = await connected(server)
+    try:
+        (bid, _), (ask, _) = server.book(YES)[0][0], server.book(YES)[1][0]
+        for tif, price, want in ((TimeInForce.IOC, ask, fak), (TimeInForce.GTC, bid - D("0.05"), gtc)):
+            cid = f"ins-{code}-{tif.value}"
+            server.refuse_orders(message, success=success)
+            before = server.orders_received
+            if want is None:
+                # only the venue can say; it does not show the order (nothing was placed): unknown
+                with pytest.raises(VenueError) as err:
+                    await venue.place_order(buy(cid, D(5), price, tif))
+                assert err.value.retryable
+                continue
+            report = await venue.place_order(buy(cid, D(5), price, tif))
+            assert server.orders_received == before + 1  # sent once, never again
+            assert report.filled_quantity == 0 and server.order_ids() == set()
+            if want == "open":  # the matching delay: taken, not final, asked later
+                assert report.status is OrderStatus.OPEN and report.reason and message in report.reason
+                continue
+            expected = {"rej": OrderStatus.REJECTED, "funds": OrderStatus.REJECTED, "killed": OrderStatus.EXPIRED}
+            assert report.status is expected[want] and report.reason == message
+            assert is_funds_refusal(report.reason) is (want == "funds")
+    finally:
+        await venue.close()
+
+
+async def test_a_gtc_refused_for_balance_in_a_200_is_rejected_and_nothing_rests(server: LoopbackPolymarket) -> None:
+    from arbtui.engine.balances import is_funds_refusal
+
+    server.insert_errors_in_body = True  # the documented shape: HTTP 200, errorMsg, empty orderID
+    server.collateral = D(10)
+    venue = await connected(server)
+    try:
+        bid = server.book(YES)[0][0][0]
+        before = server.book(YES)
+        report = await venue.place_order(buy("bal-gtc", D(100), bid - D("0.05"), TimeInForce.GTC))
+        assert report.status is OrderStatus.REJECTED and report.filled_quantity == 0
+        assert report.reason == "not enough balance / allowance" and is_funds_refusal(report.reason)
+        assert server.order_ids() == set() and server.book(YES) == before  # nothing resting anywhere
+        assert (await venue.order_status("bal-gtc")).status is OrderStatus.REJECTED
+        assert server.free_collateral() == D(10)
+    finally:
+        await venue.close()
+
+
+async def test_an_fak_refused_in_a_200_is_rejected_at_once_not_polled(server: LoopbackPolymarket) -> None:
+    server.insert_errors_in_body = True
+    server.collateral = D(1)
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        requests: list[str] = []
+        real = venue.trader._request  # type: ignore[attr-defined]
+
+        async def counting(method: str, path: str, **kw: object) -> tuple[int, object]:
+            requests.append(f"{method} {path}")
+            return await real(method, path, **kw)  # type: ignore[no-any-return]
+
+        venue.trader._request = counting  # type: ignore[attr-defined]
+        report = await venue.place_order(buy("bal-fak", D(50), ask))
+        assert report.status is OrderStatus.REJECTED and report.reason == "not enough balance / allowance"
+        assert requests == ["POST /order"]  # no status polls, no trades lookup
+        # and an FOK/FAK the book cannot match, in the same shape, is EXPIRED (killed), not REJECTED
+        server.collateral = D(1_000_000)
+        killed = await venue.place_order(buy("kill-fok", D(100_000), ask, TimeInForce.FOK))
+        assert killed.status is OrderStatus.EXPIRED and killed.filled_quantity == 0
+        assert killed.reason == "order couldn't be fully filled, FOK orders are fully filled/killed"
+        none = await venue.place_order(buy("kill-fak", D(5), D("0.01")))
+        assert none.status is OrderStatus.EXPIRED and none.reason is not None and "FAK" in none.reason
+    finally:
+        await venue.close()
+
+
+async def test_an_undocumented_error_msg_with_no_order_id_is_a_rejection(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        for n, success in enumerate((True, False)):
+            server.refuse_orders("some new refusal", success=success)
+            report = await venue.place_order(buy(f"new-{n}", D(5), ask))
+            assert report.status is OrderStatus.REJECTED and report.reason == "some new refusal"
+        # success false with an order id and an unknown text does not say what happened: unknown
+        odd = {"success": False, "errorMsg": "hmm", "orderID": "0xabc", "status": "", "makingAmount": ""}
+        _scripted(venue, {("POST", "/order"): [(200, odd)]})
+        with pytest.raises(VenueError) as err:
+            await venue.place_order(buy("new-2", D(5), ask))
+        assert err.value.retryable
+    finally:
+        await venue.close()
+
+
+async def test_a_delayed_order_is_asked_until_the_delay_ends(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        (ask, ask_qty) = server.book(YES)[1][0]
+        server.delay_orders(0.3)
+        report = await venue.place_order(buy("dly-1", D(5), ask))  # status "delayed", then it trades
+        assert report.status is OrderStatus.FILLED and report.filled_quantity == 5
+        assert server.delayed_orders[0].arrived and server.delayed_orders[0].order_id == report.venue_order_id
+        # a GTC in the delay is taken: OPEN (not final), and the venue shows it resting once it arrives
+        bid = server.book(YES)[0][0][0]
+        server.delay_orders(0.2)
+        rest = await venue.place_order(buy("dly-2", D(5), bid - D("0.05"), TimeInForce.GTC))
+        assert rest.status is OrderStatus.OPEN and rest.reason == "venue status delayed: not final yet"
+        await until(lambda: server.delayed_orders[1].arrived, "the delayed GTC placed")
+        assert (await venue.order_status("dly-2")).status is OrderStatus.OPEN
+        assert (await venue.cancel_order("dly-2")).status is OrderStatus.CANCELLED
+    finally:
+        await venue.close()
+
+
+async def test_unmatched_kills_an_fak_and_a_duplicate_is_looked_up(server: LoopbackPolymarket) -> None:
+    venue = await connected(server)
+    try:
+        ask = server.book(YES)[1][0][0]
+        unmatched = {
+            "success": True,
+            "errorMsg": "",
+            "orderID": "",
+            "status": "unmatched",
+            "makingAmount": "",
+            "takingAmount": "",
+        }
+        seen = _scripted(venue, {("POST", "/order"): [(200, unmatched)]})
+        report = await venue.place_order(buy("unm-1", D(5), ask))
+        assert report.status is OrderStatus.EXPIRED and report.filled_quantity == 0
+        assert seen == ["POST /order"]  # final at once: nothing polled
+    finally:
+        await venue.close()
+    # A resend of an order the venue has (the same hash, from another process with the same keys) is
+    # refused as a duplicate: the connector asks for that order rather than reporting it refused.
+    venue = await connected(server)
+    again = await connected(server)
+    try:
+        bid = server.book(YES)[0][0][0]
+        first = await venue.place_order(buy("dup-1", D(5), bid - D("0.05"), TimeInForce.GTC))
+        assert first.status is OrderStatus.OPEN
+        server.insert_errors_in_body = True
+        second = await again.place_order(buy("dup-1", D(5), bid - D("0.05"), TimeInForce.GTC))
+        assert second.status is OrderStatus.OPEN and second.venue_order_id == first.venue_order_id
+        assert len(server.order_ids()) == 1
+        await venue.cancel_order("dup-1")
+    finally:
+        await again.close()
+        await venue.close()

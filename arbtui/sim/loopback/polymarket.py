@@ -31,7 +31,16 @@ rests and fills when the quotes move through it. Fills consume the book and show
 collateral and token balances are kept and checked (resting orders reserve them); takers pay
 ``shares * base_fee/10000 * p * (1 - p)`` in USDC.
 
-Faults on demand, each for the next ``n`` frames or requests: :meth:`drop_connections`,
+Insert errors (not enough balance, off-tick price, size, a duplicate hash, an FOK/FAK that cannot
+match) answer HTTP 400 ``{"error": ...}`` by default, as reported for "not enough balance / allowance"
+(Polymarket/py-clob-client#287, #290); with ``insert_errors_in_body`` they answer as the docs describe
+("Insert Error Messages", https://docs.polymarket.com/developers/CLOB/orders/create-order): HTTP 200,
+the order reply's keys (``success``, ``errorMsg``, ``orderID`` "", ``transactionsHashes`` [], ``status``
+"", ``takingAmount`` "", ``makingAmount`` "") with the documented text in ``errorMsg``.
+
+Faults on demand, each for the next ``n`` frames or requests: :meth:`refuse_orders` (an insert error
+with a given ``errorMsg``/``success`` in that 200 shape, nothing placed), :meth:`delay_orders` (the
+matching delay: ``status: "delayed"`` at once, the order placed ``delay_s`` later), :meth:`drop_connections`,
 :meth:`skip_frames`, :meth:`corrupt_frames` (a wrong ``best_bid``), :meth:`send_garbage`,
 :meth:`fail_requests`, :meth:`hang_requests`, :meth:`lose_replies` (the order is executed, the reply
 never comes), :meth:`arrive_late` (:mod:`arbtui.sim.loopback.late`: the reply never comes and the order
@@ -91,6 +100,13 @@ MM = "mm"
 CLIENT = "client"
 UNAUTHORIZED = {"error": "Unauthorized/Invalid api key"}
 FOK_KILLED = "order couldn't be fully filled. FOK orders are fully filled or killed."
+# The documented insert error texts (the CLOB's order placement docs, "Insert Error Messages":
+# https://docs.polymarket.com/developers/CLOB/orders/create-order), answered in the 200 body.
+NOT_ENOUGH_BALANCE = "not enough balance / allowance"
+BODY_FOK_KILLED = "order couldn't be fully filled, FOK orders are fully filled/killed"
+BODY_TICK = "order is invalid. Price breaks minimum tick size rules"
+BODY_MIN_SIZE = "order is invalid. Size lower than the minimum"
+BODY_DUPLICATED = "order is invalid. Duplicated. Same order has already been placed, can't be placed again"
 FAK_KILLED = "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
 _L2 = ("POLY_ADDRESS", "POLY_SIGNATURE", "POLY_TIMESTAMP", "POLY_API_KEY", "POLY_PASSPHRASE")
 _TIF = {"FAK": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTC": TimeInForce.GTC, "GTD": TimeInForce.GTC}
@@ -276,6 +292,12 @@ class LoopbackPolymarket:
         self._skip = self._corrupt = self._garbage = self._hang = self._lose = 0
         self._fail: list[int] = []
         self._late = LateArrivals(self._clock, "polymarket-loopback")
+        self._delayed = LateArrivals(self._clock, "polymarket-loopback-matching-delay")
+        self._refusals: list[tuple[str, bool]] = []  # (errorMsg, success) of armed refuse_orders faults
+        # Insert errors (balance, tick, size, duplicate, FOK/FAK kill) as HTTP 200 with errorMsg and an
+        # empty orderID, the documented shape; False: HTTP 400 {"error": ...}, as reported in
+        # Polymarket/py-clob-client#287 and #290 for "not enough balance / allowance".
+        self.insert_errors_in_body = False
         self.hide_matched_orders = False  # GET /data/order answers a MATCHED order as unknown (#217)
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -310,6 +332,7 @@ class LoopbackPolymarket:
     async def stop(self) -> None:
         self._stopping.set()  # hung and lost requests answer now
         await self._late.close()  # late orders still in flight never arrive
+        await self._delayed.close()
         task, self._publisher = self._publisher, None
         if task is not None:
             task.cancel()
@@ -375,6 +398,22 @@ class LoopbackPolymarket:
     def late_arrivals(self) -> list[LateArrival]:
         """Every order the late-arrival fault held back, and what became of it."""
         return self._late.records
+
+    def refuse_orders(self, error_msg: str, *, success: bool = True, n: int = 1) -> None:
+        """The next ``n`` ``POST /order`` requests are refused with ``error_msg`` in the documented insert
+        error shape (HTTP 200, ``success`` as given, an empty ``orderID``); nothing is placed."""
+        self._refusals.extend([(error_msg, success)] * n)
+
+    def delay_orders(self, delay_s: float, n: int = 1) -> None:
+        """The next ``n`` ``POST /order`` requests are held in a matching delay: answered at once with
+        ``status: "delayed"`` (success, the order hash, no amounts), unknown to ``GET /data/order`` until
+        ``delay_s`` later (server clock), then placed as if just sent."""
+        self._delayed.arm(n, delay_s)
+
+    @property
+    def delayed_orders(self) -> list[LateArrival]:
+        """Every order the matching-delay fault held, and what became of it."""
+        return self._delayed.records
 
     # --- inspection --------------------------------------------------------------------------
     def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -619,6 +658,23 @@ class LoopbackPolymarket:
         if denied is not None:
             return denied
         self.orders_received += 1
+        if self._refusals:
+            message, success = self._refusals.pop(0)
+            return self._insert_error(message, success)
+        held = self._delayed.take()
+        if held is not None:
+            order_id = self._hash_of(body)
+            self._delayed.schedule(held, order_id, lambda: self._late_place(request, body))
+            delayed: dict[str, Any] = {
+                "success": True,
+                "errorMsg": "",
+                "orderID": order_id or "",
+                "transactionsHashes": [],
+                "status": "delayed",
+                "takingAmount": "",
+                "makingAmount": "",
+            }
+            return _json(delayed)
         delay = self._late.take()
         if delay is not None:
             self._late.schedule(delay, self._hash_of(body), lambda: self._late_place(request, body))
@@ -631,6 +687,29 @@ class LoopbackPolymarket:
             await self._stopping.wait()  # executed, but the reply is lost
             return _error(503, "shutting down")
         return response
+
+    def _insert_error(self, message: str, success: bool = True) -> web.Response:
+        """An insert error in the documented 200 shape: the keys of the order reply (py-clob-client
+        returns the body as is; TS clob-client ``OrderResponse``; rs-clob-client ``PostOrderResponse``,
+        which requires ``orderID``, ``status`` and both amounts), with the text in ``errorMsg``."""
+        return _json(
+            {
+                "success": success,
+                "errorMsg": message,
+                "orderID": "",
+                "transactionsHashes": [],
+                "status": "",
+                "takingAmount": "",
+                "makingAmount": "",
+            }
+        )
+
+    def _refuse(self, status: int, message: str, body_message: str | None = None) -> web.Response:
+        """An insert error: HTTP 200 with ``errorMsg`` (``body_message``, the documented text) when
+        ``insert_errors_in_body``, else ``status`` with ``{"error": message}``."""
+        if self.insert_errors_in_body:
+            return self._insert_error(body_message or message)
+        return _error(status, message)
 
     def _hash_of(self, body: str) -> str | None:
         """The order hash (the id a client looks a late order up by), if the body is readable."""
@@ -646,9 +725,9 @@ class LoopbackPolymarket:
     def _late_place(self, request: web.Request, body: str) -> Placement:
         """``POST /order`` for a request that arrives only now (the late-arrival fault)."""
         answer = orjson.loads(self._place(request, body).body)  # type: ignore[arg-type]  # _json bodies are bytes
-        if isinstance(answer, dict) and answer.get("success") is True:
+        if isinstance(answer, dict) and answer.get("success") is True and answer.get("orderID"):
             return str(answer["orderID"]), None
-        return None, str(answer.get("error") if isinstance(answer, dict) else answer)
+        return None, str((answer.get("error") or answer.get("errorMsg")) if isinstance(answer, dict) else answer)
 
     def _place(self, request: web.Request, body: str) -> web.Response:
         try:
@@ -700,20 +779,22 @@ class LoopbackPolymarket:
         size = Decimal(shares) / UNITS
         price = Decimal(usdc) / Decimal(shares)
         if not price_valid(price, st.tick):
-            return _error(400, f"invalid price ({_wire(price)}), min: {_wire(st.tick)} - max: {_wire(1 - st.tick)}")
+            invalid = f"invalid price ({_wire(price)}), min: {_wire(st.tick)} - max: {_wire(1 - st.tick)}"
+            return self._refuse(400, invalid, BODY_TICK)
         if size % st.spec.lot:
-            return _error(400, f"invalid size ({_wire(size)}): not a multiple of {_wire(st.spec.lot)}")
+            invalid = f"invalid size ({_wire(size)}): not a multiple of {_wire(st.spec.lot)}"
+            return self._refuse(400, invalid, BODY_MIN_SIZE)
         if order_id in self._orders:
-            return _error(400, "order already exists")
+            return self._refuse(400, BODY_DUPLICATED)
         free = self.free_collateral() if side is Side.BUY else self.free_tokens(symbol)
         if free < (size * price if side is Side.BUY else size):
-            return _error(400, "not enough balance / allowance")
+            return self._refuse(400, NOT_ENOUGH_BALANCE)
         tif = _TIF[order_type]
         book = st.matching
         if tif is TimeInForce.FOK and book.available(side, price) < size:
-            return _error(400, FOK_KILLED)
+            return self._refuse(400, FOK_KILLED, BODY_FOK_KILLED)
         if tif is TimeInForce.IOC and book.available(side, price) == 0:
-            return _error(400, FAK_KILLED)
+            return self._refuse(400, FAK_KILLED)
         now = self._clock.now_ns() // NS_PER_S
         client = _ClientOrder(order_id, symbol, side, price, size, order_type, now, expiration=expiration)
         self._orders[order_id] = client
