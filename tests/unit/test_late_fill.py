@@ -677,3 +677,57 @@ async def test_a_not_found_leg_from_the_journal_is_watched_again_after_a_restart
         "intent", "dispatch", "restart", "nothing_filled", "late_fill", "flat",
     ]  # fmt: skip
     assert (await b2.transitions("leg", late2.cid))[3] == ("not_found", "fill", "filled")
+
+
+# --- a Polymarket leg refused in the documented 200 shape (issue 12) --------------------------------
+
+
+async def test_polymarket_leg_refused_for_balance_in_a_200_aborts_or_unwinds_the_pair(
+    polymarket: tuple[LoopbackPolymarket, ManualClock], bench: Opener
+) -> None:
+    from arbtui.engine.balances import is_funds_refusal
+
+    server, clock = polymarket
+    server.insert_errors_in_body = True  # HTTP 200, errorMsg "not enough balance / allowance", orderID ""
+    server.collateral = D(50)
+    venue, instruments = await polymarket_venue(server)
+    b = await bench(venue, server.late_arrivals, clock, instruments)
+    (bid, _), (ask, _) = server.book(YES)[0][0], server.book(YES)[1][0]
+
+    # One leg is refused, the other finds nothing to buy: nothing filled, nothing resting, ABORTED.
+    pair = b.launch((Side.BUY, D(200), ask, TimeInForce.IOC), (Side.BUY, D(20), bid - D("0.10"), TimeInForce.IOC))
+    refused, second = pair.entries
+    await b.run_until(lambda: pair.state.is_terminal, "the pair settled")
+    assert pair.state is PairState.ABORTED
+    assert refused.state is LegState.REJECTED and refused.filled == 0  # not UNKNOWN, not NOT_FOUND
+    assert refused.reason == "not enough balance / allowance" and is_funds_refusal(refused.reason)
+    assert await b.transitions("leg", refused.cid) == [("new", "send", "sent"), ("sent", "reject", "rejected")]
+    (row,) = await b.rows("SELECT state, filled, reason FROM legs WHERE client_order_id=?", (refused.cid,))
+    assert row == ("rejected", "0", "not enough balance / allowance")
+    assert await b.transitions("pair", pair.pair_id) == [
+        (None, "intent", "confirmed"),
+        ("confirmed", "dispatch", "dispatching"),
+        ("dispatching", "nothing_filled", "aborted"),
+    ]
+    assert second.filled == 0 and second.state is LegState.EXPIRED and not b.executor.late_fills.watching
+    assert server.collateral == D(50) and server.tokens[YES] == D(10_000)
+
+    # The second leg is refused after the first filled: the fill is sold back, the pair UNWOUND.
+    pair = b.launch((Side.BUY, D(20), ask, TimeInForce.IOC), (Side.BUY, D(200), ask, TimeInForce.IOC))
+    filled, refused = pair.entries
+    await b.run_until(lambda: pair.state.is_terminal, "the pair settled")
+    assert pair.state is PairState.UNWOUND and filled.filled == D(20)
+    assert refused.state is LegState.REJECTED and refused.reason == "not enough balance / allowance"
+    assert await b.transitions("leg", refused.cid) == [("new", "send", "sent"), ("sent", "reject", "rejected")]
+    (unwind,) = [leg for leg in pair.legs if leg.role is LegRole.UNWIND]
+    assert (unwind.request.side, unwind.filled) == (Side.SELL, D(20))
+    assert server.tokens[YES] == D(10_000) and pair.exposure == ()
+    assert await b.transitions("leg", filled.cid) == [("new", "send", "sent"), ("sent", "fill", "filled")]
+    assert await b.transitions("pair", pair.pair_id) == [
+        (None, "intent", "confirmed"),
+        ("confirmed", "dispatch", "dispatching"),
+        ("dispatching", "imbalanced", "unwinding"),
+        ("unwinding", "flat", "unwound"),
+    ]
+    (prow,) = await b.rows("SELECT state FROM pairs WHERE pair_id=?", (pair.pair_id,))
+    assert prow == ("unwound",)
