@@ -215,6 +215,125 @@ def rest_pair(symbol: str) -> str:
     return _REST_ASSET_NAMES.get(base, base) + _REST_ASSET_NAMES.get(quote, quote)
 
 
+# AssetPairs' ``wsname`` is the WebSocket v1 name (``XBT/USD``); v2, which the feed speaks, says BTC.
+_V1_ASSET_NAMES = {v: k for k, v in _REST_ASSET_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class KrakenPair:
+    """One entry of Kraken's public ``GET /0/public/AssetPairs`` listing, as far as arbtui reads it
+    (https://docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs).
+
+    The listing is keyed by the pair's internal name (``XXBTZUSD``), which is also how private
+    replies such as TradeVolume's ``fees`` key the pair; ``altname`` (``XBTUSD``) is the REST name
+    arbtui sends, ``wsname`` (``XBT/USD``) the WebSocket v1 name."""
+
+    key: str
+    altname: str
+    wsname: str | None
+    pair_decimals: int
+    lot_decimals: int
+    cost_decimals: int | None = None
+    ordermin: Decimal | None = None
+    costmin: Decimal | None = None
+    tick_size: Decimal | None = None
+    status: str | None = None
+
+    @property
+    def v2_symbol(self) -> str | None:
+        """The WebSocket v2 symbol this pair goes by (``XBT/USD`` -> ``BTC/USD``)."""
+        if self.wsname is None:
+            return None
+        base, sep, quote = self.wsname.partition("/")
+        if not sep:
+            return None
+        return _V1_ASSET_NAMES.get(base, base) + "/" + _V1_ASSET_NAMES.get(quote, quote)
+
+
+def _int_field(entry: Mapping[str, Any], name: str) -> int | None:
+    value = entry.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _decimal_field(entry: Mapping[str, Any], name: str) -> Decimal | None:
+    value = entry.get(name)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return out if out.is_finite() else None
+
+
+def parse_asset_pairs(result: Any) -> dict[str, KrakenPair]:
+    """AssetPairs' ``result`` (internal name -> entry) as :class:`KrakenPair` values by internal name.
+    An entry without an ``altname`` or integer decimals is left out (it cannot be traded from here);
+    so are dark-pool pairs (``.d``), which have no book."""
+    if not isinstance(result, dict):
+        raise ValueError("AssetPairs answered without a result object")
+    out: dict[str, KrakenPair] = {}
+    for key, entry in result.items():
+        if not isinstance(key, str) or key.endswith(".d") or not isinstance(entry, dict):
+            continue
+        altname, wsname = entry.get("altname"), entry.get("wsname")
+        pair_decimals, lot_decimals = _int_field(entry, "pair_decimals"), _int_field(entry, "lot_decimals")
+        if not isinstance(altname, str) or pair_decimals is None or lot_decimals is None:
+            continue
+        status = entry.get("status")
+        out[key] = KrakenPair(
+            key=key,
+            altname=altname,
+            wsname=wsname if isinstance(wsname, str) else None,
+            pair_decimals=pair_decimals,
+            lot_decimals=lot_decimals,
+            cost_decimals=_int_field(entry, "cost_decimals"),
+            ordermin=_decimal_field(entry, "ordermin"),
+            costmin=_decimal_field(entry, "costmin"),
+            tick_size=_decimal_field(entry, "tick_size"),
+            status=status if isinstance(status, str) else None,
+        )
+    return out
+
+
+def match_pair(symbol: str, pairs: Mapping[str, KrakenPair]) -> KrakenPair | None:
+    """The AssetPairs entry for a v2 symbol: the one whose ``wsname`` names it (``XBT/USD`` for
+    ``BTC/USD``), else the one whose ``altname`` is :func:`rest_pair`'s derivation."""
+    for pair in pairs.values():
+        if pair.v2_symbol == symbol:
+            return pair
+    derived = rest_pair(symbol)
+    return next((p for p in pairs.values() if p.altname == derived), None)
+
+
+def check_listing(listing: Listing, pair: KrakenPair) -> tuple[list[str], list[str]]:
+    """The config's listing against Kraken's: (problems that make Kraken refuse its orders, notes).
+
+    A problem (the config renders more decimals than Kraken takes, or its tick is off Kraken's
+    grid) refuses the listing's orders locally; a note (a coarser grid, a minimum below Kraken's,
+    a pair not ``online``) is only logged: Kraken itself refuses what it will not take."""
+    problems: list[str] = []
+    notes: list[str] = []
+    if listing.price_precision > pair.pair_decimals:
+        problems.append(f"price precision {listing.price_precision} > Kraken's pair_decimals {pair.pair_decimals}")
+    elif listing.price_precision < pair.pair_decimals:
+        notes.append(f"price precision {listing.price_precision} < Kraken's pair_decimals {pair.pair_decimals}")
+    if listing.qty_precision > pair.lot_decimals:
+        problems.append(f"qty precision {listing.qty_precision} > Kraken's lot_decimals {pair.lot_decimals}")
+    elif listing.qty_precision < pair.lot_decimals:
+        notes.append(f"qty precision {listing.qty_precision} < Kraken's lot_decimals {pair.lot_decimals}")
+    if pair.tick_size is not None and pair.tick_size > 0 and listing.tick_size != pair.tick_size:
+        if listing.tick_size % pair.tick_size != 0:
+            problems.append(f"tick {listing.tick_size} is not a multiple of Kraken's tick_size {pair.tick_size}")
+        else:
+            notes.append(f"tick {listing.tick_size} is coarser than Kraken's tick_size {pair.tick_size}")
+    if pair.ordermin is not None and listing.min_size < pair.ordermin:
+        notes.append(f"min size {listing.min_size} < Kraken's ordermin {pair.ordermin} (Kraken refuses smaller orders)")
+    if pair.status is not None and pair.status != "online":
+        notes.append(f"Kraken lists the pair as {pair.status}")
+    return problems, notes
+
+
 def asset_name(code: str, known: Iterable[str] = ()) -> str | None:
     """The config's asset name for a Kraken balance code (``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``).
 
@@ -522,21 +641,50 @@ class _Kind(Enum):
     UNKNOWN_ORDER = "unknown_order"
 
 
-_RATE_ERRORS = ("EAPI:Rate limit exceeded", "EOrder:Rate limit exceeded", "EGeneral:Temporary lockout")
-_SERVICE_ERRORS = ("EService:Unavailable", "EService:Busy", "EGeneral:Internal error", "EService:Timeout")
+# Kraken's error strings (``<severity><category>:<message>[:<extra>]``) by what they mean for the
+# caller, from Kraken's lists: https://docs.kraken.com/api/docs/guides/spot-errors and the support
+# article "API error messages" (https://support.kraken.com/hc/en-us/articles/360001491786), checked
+# against ccxt's exceptions map (ts/src/kraken.ts) and python-kraken-sdk's
+# (src/kraken/exceptions/__init__.py). Matched by prefix, so ``EGeneral:Invalid arguments:volume``
+# is ``EGeneral:Invalid arguments``.
+#
+# Rate limits: Kraken rejects the request ("Exceeding the threshold rejects the order", the spot rate
+# limits guide https://docs.kraken.com/api/docs/guides/spot-ratelimits): nothing happened; wait and
+# retry. ``EGeneral:Too many requests`` is the per-IP limit (public endpoints, and what ccxt maps to
+# DDoSProtection); ``EGeneral:Temporary lockout`` follows too many failed calls (about 15 minutes).
+_RATE_ERRORS = (
+    "EAPI:Rate limit exceeded",
+    "EOrder:Rate limit exceeded",
+    "EOrder:Domain rate limit exceeded",
+    "EGeneral:Too many requests",
+    "EGeneral:Temporary lockout",
+)
+# The venue could not take the request: for an order, its outcome is unknown (asked by status query).
+_SERVICE_ERRORS = (
+    "EService:Unavailable",
+    "EService:Busy",
+    "EService:Timeout",
+    "EGeneral:Internal error",
+    "EDatabase:Internal error",
+)
 # Errors that say the venue refused the request and nothing happened. Anything not listed (a new or
 # unexpected string) is treated as a service error: for an order its outcome is unknown and is asked
 # with a status query, never assumed refused (a wrong "refused" would leave a filled leg unhedged).
 _REFUSALS = (
-    "EOrder:",
+    "EOrder:",  # every other order error: funds, minimums, tick size, limits, margin, invalid order/price
     "EGeneral:Invalid arguments",
     "EGeneral:Permission denied",
+    "EGeneral:Unknown method",
     "EAPI:Invalid key",
     "EAPI:Invalid signature",
     "EAPI:Bad request",
     "EAPI:Feature disabled",
-    "EService:Market in ",
-    "EService:Deadline elapsed",
+    "EAPI:Invalid arguments",
+    "EAuth:",  # EAuth:Failed: the account or its permissions could not be authenticated
+    "ESession:Invalid session",  # an authentication refusal (ccxt: AuthenticationError)
+    "ETrade:",  # ETrade:User Locked, ETrade:Locked: the account may not trade (ccxt: AccountSuspended)
+    "EService:Market in ",  # cancel_only / post_only / limit_only mode: the order was refused
+    "EService:Deadline elapsed",  # the matching engine refused the order after its deadline
     "EQuery:",
     "EFunding:",
 )
@@ -628,7 +776,11 @@ class KrakenTrader:
             lst.symbol: RateBudget(f"{venue} {lst.symbol} trading", trade_limit, trade_decay, clock) for lst in listings
         }
         self._assets = sorted({a for m in markets.values() for a in (m.base, m.quote)})
+        # REST names, derived until Kraken's AssetPairs listing is read (start), then Kraken's own.
         self._pairs = {lst.symbol: rest_pair(lst.symbol) for lst in listings}  # raises early on a bad symbol
+        self.asset_pairs: dict[str, KrakenPair] = {}  # v2 symbol -> its AssetPairs entry, once read
+        self.listing_problems: dict[str, str] = {}  # v2 symbol -> why its orders are refused locally
+        self.listing_notes: dict[str, str] = {}  # v2 symbol -> differences that are only logged
         self._keep_warm_ns = int(keep_warm_s * NS) if keep_warm_s else None
         self._last_reply_ns = 0
         self._warmer: asyncio.Task[None] | None = None
@@ -643,9 +795,74 @@ class KrakenTrader:
                 timeout=aiohttp.ClientTimeout(total=self._http_timeout_s),
                 connector=aiohttp.TCPConnector(keepalive_timeout=60),
             )
+        if not self.asset_pairs:
+            try:
+                await self.load_asset_pairs()
+            except VenueError as exc:
+                # Not fatal here (the feed and the console still start); read again before the first
+                # order or fee lookup, and until then no order is sent.
+                log.warning("%s: Kraken's pair listing (AssetPairs) not read yet: %s", self._venue, exc)
         if self._keep_warm_ns and self._warmer is None:
             self._warmer = asyncio.get_running_loop().create_task(self._keep_warm(), name=f"{self._venue}-keep-warm")
             self._warmer.add_done_callback(_log_task_failure)
+
+    async def load_asset_pairs(self) -> None:
+        """Read Kraken's public AssetPairs listing and take every name from it: the REST ``altname``
+        sent in AddOrder and TradeVolume, the internal name TradeVolume keys its reply by, and the
+        ``wsname`` that ties it to the feed's v2 symbol. Each listing's increments are checked
+        against Kraken's (:func:`check_listing`): a listing Kraken would refuse orders for is refused
+        locally (:attr:`listing_problems`, logged as an error); other differences are logged.
+        Raises :class:`VenueError` (retryable) when the listing cannot be read."""
+        session = self._session
+        if session is None or session.closed:
+            raise VenueError(self._venue, "the REST client is not started", retryable=True)
+        try:
+            async with session.get(self._url + "/0/public/AssetPairs") as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise VenueError(
+                self._venue, f"AssetPairs: {type(exc).__name__}: {redact(str(exc))}", retryable=True
+            ) from None
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise VenueError(
+                self._venue, f"AssetPairs: HTTP {status}, not JSON: {_excerpt(raw)}", retryable=True
+            ) from None
+        errors = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(errors, list) or status != 200 or errors:
+            text = "; ".join(str(e) for e in errors) if isinstance(errors, list) and errors else "not a Kraken reply"
+            raise VenueError(self._venue, f"AssetPairs: HTTP {status}: {redact(text)}", retryable=True)
+        try:
+            pairs = parse_asset_pairs(payload.get("result"))
+        except ValueError as exc:
+            raise VenueError(self._venue, f"AssetPairs: {exc}", retryable=True) from None
+        found: dict[str, KrakenPair] = {}
+        problems: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for lst in self._listings.values():
+            pair = match_pair(lst.symbol, pairs)
+            if pair is None:
+                problems[lst.symbol] = f"Kraken's AssetPairs lists no pair for {lst.symbol}; nothing is sent for it"
+                log.error("%s %s: %s", self._venue, lst.symbol, problems[lst.symbol])
+                continue
+            found[lst.symbol] = pair
+            self._pairs[lst.symbol] = pair.altname
+            bad, other = check_listing(lst, pair)
+            if bad:
+                problems[lst.symbol] = (
+                    f"the config's listing of {lst.symbol} disagrees with Kraken's {pair.key}: "
+                    + "; ".join(bad)
+                    + " (orders refused locally; fix [listings] for this venue)"
+                )
+                log.error("%s %s: %s", self._venue, lst.symbol, problems[lst.symbol])
+            if other:
+                notes[lst.symbol] = "; ".join(other)
+                log.warning("%s %s: %s", self._venue, lst.symbol, notes[lst.symbol])
+        self.asset_pairs = found
+        self.listing_problems = problems
+        self.listing_notes = notes
 
     async def close(self) -> None:
         warmer, self._warmer = self._warmer, None
@@ -703,6 +920,14 @@ class KrakenTrader:
         if known is not None:
             # Sent before (a retry): sending it again could trade twice once the first has closed.
             return await self.order_status(request.client_order_id)
+        if not self.asset_pairs:
+            try:
+                await self.load_asset_pairs()
+            except VenueError as exc:
+                return self._rejected(request, f"Kraken's pair names could not be read; nothing was sent: {exc}")
+        problem = self.listing_problems.get(lst.symbol)
+        if problem is not None:
+            return self._rejected(request, problem)
         now = self._clock.now_ns()
         placed = self._placed[request.client_order_id] = _Placed(request, lst, now)
         params = [
@@ -724,8 +949,11 @@ class KrakenTrader:
                 del self._placed[request.client_order_id]
                 return self._rejected(request, redact("; ".join(reply.errors)))
             if kind is _Kind.RATE:
+                # Still limited after waiting for the counter to decay: Kraken rejects a rate-limited
+                # request, so the order was not placed (spot rate limits guide). A refusal, not an
+                # unknown outcome.
                 del self._placed[request.client_order_id]
-                raise VenueError(self._venue, f"rate limited: {redact('; '.join(reply.errors))}", retryable=True)
+                return self._rejected(request, f"rate limited, not placed: {redact('; '.join(reply.errors))}")
             # SERVICE / UNKNOWN_ORDER / NONCE after retries: the order's fate is not known.
             raise VenueError(self._venue, redact("; ".join(reply.errors)), retryable=True)
         txid = _txid(reply.result)
@@ -790,21 +1018,42 @@ class KrakenTrader:
         return free
 
     async def live_fees(self) -> Mapping[str, FeeSchedule]:
-        """The account's maker/taker rates per market from TradeVolume (Kraken gives percentages)."""
-        pairs = {self._pairs[lst.symbol]: lst.market for lst in self._listings.values()}
+        """The account's maker/taker rates per market from TradeVolume (Kraken gives percentages).
+
+        The request names each pair by its altname (``XBTUSD``); Kraken keys ``fees`` and
+        ``fees_maker`` by the pair's internal name (``XXBTZUSD``), so the reply is read by the
+        AssetPairs key (an entry under the altname is accepted too). A listed pair the reply leaves
+        out keeps the configured rates, and is logged."""
+        if not self.asset_pairs:
+            await self.load_asset_pairs()
+        pairs = {
+            lst.symbol: (self.asset_pairs[lst.symbol], lst.market)
+            for lst in self._listings.values()
+            if lst.symbol in self.asset_pairs
+        }
         if not pairs:
             return {}
-        result = await self._call("TradeVolume", [("pair", ",".join(pairs)), ("fee-info", "true")])
+        names = ",".join(pair.altname for pair, _ in pairs.values())
+        result = await self._call("TradeVolume", [("pair", names), ("fee-info", "true")])
         if not isinstance(result, dict):
             raise VenueError(self._venue, "TradeVolume answered without a result object", retryable=True)
-        taker = result.get("fees") or {}
-        maker = result.get("fees_maker") or {}
+        taker = result.get("fees")
+        maker = result.get("fees_maker")
+        taker = taker if isinstance(taker, dict) else {}
+        maker = maker if isinstance(maker, dict) else {}
         out: dict[str, FeeSchedule] = {}
-        for pair, market in pairs.items():
-            t = _percent(taker.get(pair) if isinstance(taker, dict) else None)
+        for symbol, (pair, market) in pairs.items():
+            t = _percent(taker.get(pair.key, taker.get(pair.altname)))
             if t is None:
+                log.warning(
+                    "%s %s: TradeVolume gave no fee for %s (keys: %s); keeping the configured fees",
+                    self._venue,
+                    symbol,
+                    pair.key,
+                    ", ".join(map(str, taker)) or "none",
+                )
                 continue
-            m = _percent(maker.get(pair) if isinstance(maker, dict) else None)
+            m = _percent(maker.get(pair.key, maker.get(pair.altname)))
             out[market] = FeeSchedule(m if m is not None else t, t, FeeModel.NOTIONAL)
         return out
 

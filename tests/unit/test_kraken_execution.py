@@ -269,3 +269,46 @@ async def test_a_kraken_500_on_the_order_is_not_a_rejection_and_the_pair_is_unwo
     assert not any(o.cl_ord_id == kraken.client_order_id for o in run.server.orders.values())
     assert view.state is PairState.UNWOUND, view
     assert not view.exposure
+
+
+async def leg_states(run: Run, client_order_id: str) -> list[str]:
+    rows = await run.engine.journal.query(
+        "SELECT to_state FROM transitions WHERE entity='leg' AND entity_id=? ORDER BY id", (client_order_id,)
+    )
+    return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize("error", ["ESession:Invalid session", "ETrade:User Locked"])
+async def test_an_auth_or_account_refusal_is_a_rejection_never_unknown(start: Starter, error: str) -> None:
+    run = await start()
+    run.server.refuse_requests(error, 1, method="AddOrder")
+    view = await run.settle(await run.confirm())
+    (kraken,) = legs_by_venue(view)["kraken"]
+    assert kraken.state is LegState.REJECTED and kraken.filled == 0 and error in (kraken.reason or "")
+    assert LegState.UNKNOWN.value not in await leg_states(run, kraken.client_order_id)
+    assert run.server.requests["OpenOrders"] == 0  # nothing to ask: Kraken said no
+    assert view.state is PairState.UNWOUND, view
+    assert not view.exposure
+
+
+async def test_a_rate_limited_kraken_order_backs_off_and_is_retried_never_unknown(start: Starter) -> None:
+    run = await start()
+    run.server.refuse_requests("EGeneral:Too many requests", 1, method="AddOrder")
+    view = await run.settle(await run.confirm())
+    (kraken,) = legs_by_venue(view)["kraken"]
+    assert kraken.state is LegState.FILLED and kraken.filled > 0
+    assert LegState.UNKNOWN.value not in await leg_states(run, kraken.client_order_id)
+    assert run.server.requests["AddOrder"] == 2 and run.kraken_trader().trading_budgets["BTC/USD"].waits >= 1
+    assert view.state is PairState.COMPLETED, view
+
+
+async def test_a_kraken_order_still_rate_limited_after_backing_off_is_a_rejection(start: Starter) -> None:
+    run = await start()
+    run.server.refuse_requests("EOrder:Rate limit exceeded", 4, method="AddOrder")  # the first send and 3 retries
+    view = await run.settle(await run.confirm())
+    (kraken,) = legs_by_venue(view)["kraken"]
+    assert kraken.state is LegState.REJECTED and "rate limited, not placed" in (kraken.reason or "")
+    assert LegState.UNKNOWN.value not in await leg_states(run, kraken.client_order_id)
+    assert not any(o.cl_ord_id == kraken.client_order_id for o in run.server.orders.values())
+    assert view.state is PairState.UNWOUND, view
+    assert not view.exposure

@@ -462,3 +462,144 @@ async def test_paper_mode_fills_against_the_loopbacks_live_book(
     assert venue.fee_source == "venue" and venue.fees("BTC-USD").taker_rate == server.taker_fee  # keys: live fees
     assert report.fee == sum(f.price * f.quantity for f in report.fills) * server.taker_fee
     assert (await venue.balances())["BTC"] == q1 + q2
+
+
+# --- AssetPairs and the account's fees ------------------------------------------------------------
+
+
+async def signed(server: LoopbackKraken, method: str, params: dict[str, str]) -> dict[str, object]:
+    """A private request signed as Kraken's guide says, answered as raw JSON (the wire shape)."""
+    nonce = str(LiveClock().now_ns() // 1000)
+    body = urllib.parse.urlencode({"nonce": nonce, **params})
+    path = f"/0/private/{method}"
+    headers = {
+        "API-Key": server.credentials["api_key"],
+        "API-Sign": api_sign(path, body, nonce, server.credentials["api_secret"]),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.rest_url + path, data=body, headers=headers) as r,
+    ):
+        reply: dict[str, object] = orjson.loads(await r.read())
+    return reply
+
+
+async def test_the_loopback_answers_asset_pairs_and_trade_volume_in_krakens_shape(server: LoopbackKraken) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.rest_url + "/0/public/AssetPairs") as r:
+            listing = orjson.loads(await r.read())
+        async with session.get(server.rest_url + "/0/public/AssetPairs", params={"pair": "NOPEUSD"}) as r:
+            unknown = orjson.loads(await r.read())
+    assert listing["error"] == [] and list(listing["result"]) == ["XXBTZUSD"]  # keyed by the internal name
+    entry = listing["result"]["XXBTZUSD"]
+    assert (entry["altname"], entry["wsname"], entry["base"], entry["quote"]) == ("XBTUSD", "XBT/USD", "XXBT", "ZUSD")
+    assert (entry["pair_decimals"], entry["lot_decimals"], entry["tick_size"], entry["ordermin"]) == (
+        1,
+        8,
+        "0.1",
+        "0.00000001",
+    )
+    assert unknown["error"] == ["EQuery:Unknown asset pair"]
+    # TradeVolume asked by the altname answers under the internal name, as Kraken does.
+    volume = await signed(server, "TradeVolume", {"pair": "XBTUSD", "fee-info": "true"})
+    result = volume["result"]
+    assert (
+        isinstance(result, dict) and list(result["fees"]) == ["XXBTZUSD"] and list(result["fees_maker"]) == ["XXBTZUSD"]
+    )
+    assert result["fees"]["XXBTZUSD"]["fee"] == "0.1000"
+
+
+async def test_the_accounts_fee_rates_from_trade_volume_are_the_venues_fees(
+    server: LoopbackKraken, venues: list[LiveVenue]
+) -> None:
+    server.taker_fee, server.maker_fee = D("0.0026"), D("0.0016")  # the account's tier; the config says 0.002/0
+    venue = await connect(server, venues, rate_tier="pro")
+    assert venue.fee_source == "venue"
+    assert venue.fees("BTC-USD") == FeeSchedule(D("0.0016"), D("0.0026"), FeeModel.NOTIONAL)
+    trader = venue.trader
+    assert isinstance(trader, KrakenTrader)
+    assert trader.asset_pairs["BTC/USD"].key == "XXBTZUSD" and not trader.listing_problems
+    # The fee charged on a fill is the one the venue reports, and what fees(market) now says.
+    server.pause_market()
+    ask_price, _ = server.book("BTC/USD")[1][0]
+    report = await venue.place_order(order("fee1", Side.BUY, D("0.001"), ask_price))
+    assert report.status is OrderStatus.FILLED
+    assert report.fee == venue.fees("BTC-USD").fee(ask_price, D("0.001"), taker=True)
+
+
+async def test_paper_mode_with_keys_reads_the_accounts_fees_by_the_internal_name(
+    server: LoopbackKraken, venues: list[LiveVenue]
+) -> None:
+    server.taker_fee = D("0.0040")
+    venue = await connect(server, venues, live=False, live_fees=True)
+    assert venue.fee_source == "venue" and venue.fees("BTC-USD").taker_rate == D("0.0040")
+    assert server.requests["TradeVolume"] == 1 and server.requests["AddOrder"] == 0
+
+
+async def test_a_listing_off_krakens_grid_is_refused_locally_and_says_why(server: LoopbackKraken) -> None:
+    finer = Listing("kraken", "BTC-USD", "BTC/USD", D("0.01"), D("0.00000001"), D("0.00000001"), 2, 8)
+    trader = KrakenTrader("kraken", [finer], MARKETS, creds(server), LiveClock(), rest_url=server.rest_url)
+    await trader.start()
+    try:
+        problem = trader.listing_problems["BTC/USD"]
+        assert "XXBTZUSD" in problem and "tick_size 0.1" in problem and "pair_decimals 1" in problem
+        ask_price, _ = server.book("BTC/USD")[1][0]
+        report = await trader.place_order(order("grid1", Side.BUY, D("0.001"), ask_price))
+        assert report.status is OrderStatus.REJECTED and report.reason == problem
+        assert server.requests["AddOrder"] == 0  # nothing was sent
+    finally:
+        await trader.close()
+
+
+async def test_a_pair_kraken_does_not_list_is_refused_locally(server: LoopbackKraken) -> None:
+    eth = Listing("kraken", "ETH-USD", "ETH/USD", D("0.01"), D("0.00000001"), D("0.00000001"), 2, 8)
+    markets = {**MARKETS, "ETH-USD": Market("ETH-USD", "ETH", "USD")}
+    trader = KrakenTrader("kraken", [BTC, eth], markets, creds(server), LiveClock(), rest_url=server.rest_url)
+    await trader.start()
+    try:
+        assert "lists no pair for ETH/USD" in trader.listing_problems["ETH/USD"]
+        report = await trader.place_order(OrderRequest("eth1", "kraken", "ETH-USD", Side.BUY, D("0.01"), D("3000")))
+        assert report.status is OrderStatus.REJECTED and server.requests["AddOrder"] == 0
+        fees = await trader.live_fees()  # the listed pair's fees are still read
+        assert set(fees) == {"BTC-USD"}
+    finally:
+        await trader.close()
+
+
+# --- errors on AddOrder ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", ["ESession:Invalid session", "ETrade:User Locked"])
+async def test_an_auth_or_account_refusal_of_an_order_is_a_rejection(
+    server: LoopbackKraken, trader: KrakenTrader, error: str
+) -> None:
+    ask_price, _ = server.book("BTC/USD")[1][0]
+    server.refuse_requests(error, 1, method="AddOrder")
+    report = await trader.place_order(order("deny1", Side.BUY, D("0.001"), ask_price))
+    assert report.status is OrderStatus.REJECTED and report.reason == error
+    assert server.requests["AddOrder"] == 1  # refused: never re-sent
+    assert not server.orders
+
+
+@pytest.mark.parametrize(
+    "error", ["EGeneral:Too many requests", "EAPI:Rate limit exceeded", "EOrder:Rate limit exceeded"]
+)
+async def test_a_rate_limited_order_waits_and_is_retried_then_refused_never_unknown(
+    server: LoopbackKraken, trader: KrakenTrader, error: str
+) -> None:
+    ask_price, _ = server.book("BTC/USD")[1][0]
+    server.refuse_requests(error, 1, method="AddOrder")
+    report = await trader.place_order(order("rl1", Side.BUY, D("0.001"), ask_price + 100))
+    assert report.status is OrderStatus.FILLED  # Kraken rejected the first: sending it again is safe
+    assert server.requests["AddOrder"] == 2
+    trading = trader.trading_budgets["BTC/USD"]
+    assert trading.waits == 1 and trading.waited_s > 0  # it backed off for Kraken's counter first
+    # Still limited after every retry: a refusal (the order was not placed), not an unknown outcome.
+    server.refuse_requests(error, 4, method="AddOrder")
+    report = await trader.place_order(order("rl2", Side.BUY, D("0.001"), ask_price + 100))
+    assert report.status is OrderStatus.REJECTED and report.reason == f"rate limited, not placed: {error}"
+    assert server.requests["AddOrder"] == 2 + 4
+    assert not any(o.cl_ord_id == "rl2" for o in server.orders.values())
+    with pytest.raises(UnknownOrder):
+        await trader.order_status("rl2")

@@ -30,7 +30,10 @@ from arbtui.venues.kraken import (
     asset_name,
     book_checksum,
     build_venue,
+    check_listing,
     classify_errors,
+    match_pair,
+    parse_asset_pairs,
     rest_pair,
 )
 from arbtui.venues.live import PaperTrader
@@ -280,30 +283,172 @@ def test_on_close_forgets_the_books() -> None:
 # --- mappings -----------------------------------------------------------------------------------
 
 
+# Every error string Kraken documents (docs.kraken.com/api/docs/guides/spot-errors; the support
+# article "API error messages", support.kraken.com/hc/en-us/articles/360001491786), plus those ccxt
+# (ts/src/kraken.ts, exceptions) and python-kraken-sdk (src/kraken/exceptions/__init__.py) map, with
+# what each means for a caller. A rate limit is a rejection (Kraken's spot rate-limit guide: the
+# request is rejected), so it is retried after the counter decays; a service error leaves an order's
+# outcome unknown; a refusal means nothing happened.
+DOCUMENTED_ERRORS: list[tuple[str, _Kind]] = [
+    # general usage
+    ("EGeneral:Invalid arguments", _Kind.REFUSED),
+    ("EGeneral:Invalid arguments:Index unavailable", _Kind.REFUSED),
+    ("EGeneral:Permission denied", _Kind.REFUSED),
+    ("EGeneral:Unknown method", _Kind.REFUSED),
+    ("EAPI:Invalid key", _Kind.REFUSED),
+    ("EAPI:Invalid signature", _Kind.REFUSED),
+    ("EAPI:Bad request", _Kind.REFUSED),
+    ("EAPI:Feature disabled", _Kind.REFUSED),
+    ("EAPI:Invalid arguments:price below min", _Kind.REFUSED),
+    ("EAuth:Failed", _Kind.REFUSED),
+    ("ESession:Invalid session", _Kind.REFUSED),
+    ("EQuery:Unknown asset pair", _Kind.REFUSED),
+    ("EQuery:Unknown asset", _Kind.REFUSED),
+    ("EQuery:Invalid asset pair", _Kind.REFUSED),
+    ("EAPI:Invalid nonce", _Kind.NONCE),
+    # rate limits
+    ("EAPI:Rate limit exceeded", _Kind.RATE),
+    ("EOrder:Rate limit exceeded", _Kind.RATE),
+    ("EOrder:Domain rate limit exceeded", _Kind.RATE),
+    ("EGeneral:Too many requests", _Kind.RATE),
+    ("EGeneral:Temporary lockout", _Kind.RATE),
+    # trading
+    ("EOrder:Cannot open position", _Kind.REFUSED),
+    ("EOrder:Margin allowance exceeded", _Kind.REFUSED),
+    ("EOrder:Margin level too low", _Kind.REFUSED),
+    ("EOrder:Margin position size exceeded", _Kind.REFUSED),
+    ("EOrder:Insufficient margin", _Kind.REFUSED),
+    ("EOrder:Insufficient funds", _Kind.REFUSED),
+    ("EOrder:Order minimum not met", _Kind.REFUSED),
+    ("EOrder:Cost minimum not met", _Kind.REFUSED),
+    ("EOrder:Tick size check failed", _Kind.REFUSED),
+    ("EOrder:Orders limit exceeded", _Kind.REFUSED),
+    ("EOrder:Positions limit exceeded", _Kind.REFUSED),
+    ("EOrder:Invalid order", _Kind.REFUSED),
+    ("EOrder:Invalid price", _Kind.REFUSED),
+    ("EOrder:Unknown position", _Kind.REFUSED),
+    ("EOrder:Unknown order", _Kind.UNKNOWN_ORDER),
+    ("ETrade:User Locked", _Kind.REFUSED),
+    # funding
+    ("EFunding:Unknown withdraw key", _Kind.REFUSED),
+    ("EFunding:Invalid amount", _Kind.REFUSED),
+    ("EFunding:Unknown asset", _Kind.REFUSED),
+    ("EFunding:Max fee exceeded", _Kind.REFUSED),
+    # service status
+    ("EService:Unavailable", _Kind.SERVICE),
+    ("EService:Busy", _Kind.SERVICE),
+    ("EService:Timeout", _Kind.SERVICE),
+    ("EService:Market in cancel_only mode", _Kind.REFUSED),
+    ("EService:Market in post_only mode", _Kind.REFUSED),
+    ("EService:Deadline elapsed", _Kind.REFUSED),
+    # internal
+    ("EGeneral:Internal error", _Kind.SERVICE),
+    ("EDatabase:Internal error", _Kind.SERVICE),
+]
+
+
+@pytest.mark.parametrize(("error", "kind"), DOCUMENTED_ERRORS, ids=[e for e, _ in DOCUMENTED_ERRORS])
+def test_every_documented_kraken_error_string_is_classified(error: str, kind: _Kind) -> None:
+    assert classify_errors([error]) is kind
+    assert classify_errors([error + ":some detail"]) is kind  # Kraken may append ":<extra info>"
+
+
 @pytest.mark.parametrize(
     ("errors", "kind"),
     [
-        (["EOrder:Insufficient funds"], _Kind.REFUSED),
-        (["EOrder:Order minimum not met"], _Kind.REFUSED),
         (["EGeneral:Invalid arguments:volume"], _Kind.REFUSED),
-        (["EAPI:Invalid key"], _Kind.REFUSED),
-        (["EAPI:Invalid signature"], _Kind.REFUSED),
-        (["EService:Market in cancel_only mode"], _Kind.REFUSED),
-        (["EService:Deadline elapsed"], _Kind.REFUSED),
-        (["EQuery:Unknown asset pair"], _Kind.REFUSED),
-        (["EAPI:Rate limit exceeded"], _Kind.RATE),
-        (["EOrder:Rate limit exceeded"], _Kind.RATE),
-        (["EGeneral:Temporary lockout"], _Kind.RATE),
-        (["EAPI:Invalid nonce"], _Kind.NONCE),
-        (["EService:Unavailable"], _Kind.SERVICE),
-        (["EService:Busy"], _Kind.SERVICE),
-        (["EOrder:Unknown order"], _Kind.UNKNOWN_ORDER),
         (["EService:Temporarily unavailable"], _Kind.SERVICE),  # not a known refusal: unknown, asked later
         (["ESomething:New"], _Kind.SERVICE),
+        (["ESession:Something else"], _Kind.SERVICE),  # only the documented session error is a refusal
+        (["EOrder:Insufficient funds", "EService:Busy"], _Kind.SERVICE),  # any doubt wins over a refusal
+        (["EGeneral:Too many requests", "EOrder:Insufficient funds"], _Kind.RATE),
     ],
 )
-def test_kraken_error_strings_are_classified(errors: list[str], kind: _Kind) -> None:
+def test_kraken_error_arrays_are_classified(errors: list[str], kind: _Kind) -> None:
     assert classify_errors(errors) is kind
+
+
+# AssetPairs as Kraken answers it (docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs):
+# keyed by the internal name, wsname in v1 naming; dogecoin is XDGUSD, not XXDGZUSD.
+ASSET_PAIRS = {
+    "XXBTZUSD": {
+        "altname": "XBTUSD",
+        "wsname": "XBT/USD",
+        "aclass_base": "currency",
+        "base": "XXBT",
+        "aclass_quote": "currency",
+        "quote": "ZUSD",
+        "lot": "unit",
+        "cost_decimals": 5,
+        "pair_decimals": 1,
+        "lot_decimals": 8,
+        "lot_multiplier": 1,
+        "leverage_buy": [2, 3, 4, 5],
+        "leverage_sell": [2, 3, 4, 5],
+        "fees": [[0, 0.4], [10000, 0.35]],
+        "fees_maker": [[0, 0.25], [10000, 0.2]],
+        "fee_volume_currency": "ZUSD",
+        "margin_call": 80,
+        "margin_stop": 40,
+        "ordermin": "0.00005",
+        "costmin": "0.5",
+        "tick_size": "0.1",
+        "status": "online",
+    },
+    "XDGUSD": {
+        "altname": "XDGUSD",
+        "wsname": "XDG/USD",
+        "pair_decimals": 7,
+        "lot_decimals": 8,
+        "tick_size": "0.0000001",
+    },
+    "XETHXXBT": {
+        "altname": "ETHXBT",
+        "wsname": "ETH/XBT",
+        "pair_decimals": 5,
+        "lot_decimals": 8,
+        "status": "cancel_only",
+    },
+    "XXBTZUSD.d": {"altname": "XBTUSD.d", "pair_decimals": 1, "lot_decimals": 8},  # dark pool: no book
+    "BROKEN": {"wsname": "BRO/KEN"},  # no altname or decimals: left out
+}
+
+
+def test_asset_pairs_are_read_by_internal_name_and_matched_to_v2_symbols() -> None:
+    pairs = parse_asset_pairs(ASSET_PAIRS)
+    assert set(pairs) == {"XXBTZUSD", "XDGUSD", "XETHXXBT"}
+    btc = pairs["XXBTZUSD"]
+    assert (btc.key, btc.altname, btc.wsname, btc.v2_symbol) == ("XXBTZUSD", "XBTUSD", "XBT/USD", "BTC/USD")
+    assert (btc.pair_decimals, btc.lot_decimals, btc.cost_decimals) == (1, 8, 5)
+    assert (btc.ordermin, btc.costmin, btc.tick_size, btc.status) == (D("0.00005"), D("0.5"), D("0.1"), "online")
+    assert match_pair("BTC/USD", pairs) is btc
+    doge = match_pair("DOGE/USD", pairs)
+    assert doge is not None and doge.key == "XDGUSD" and doge.altname == "XDGUSD"
+    eth = match_pair("ETH/BTC", pairs)
+    assert eth is not None and eth.key == "XETHXXBT" and eth.altname == "ETHXBT"
+    assert match_pair("SOL/USD", pairs) is None
+    with pytest.raises(ValueError):
+        parse_asset_pairs(["not", "an", "object"])
+
+
+def test_a_listing_is_checked_against_krakens_increments() -> None:
+    btc = parse_asset_pairs(ASSET_PAIRS)["XXBTZUSD"]
+    exact = Listing("kraken", "BTC-USD", "BTC/USD", D("0.1"), D("0.00000001"), D("0.00005"), 1, 8)
+    assert check_listing(exact, btc) == ([], [])
+    finer = Listing("kraken", "BTC-USD", "BTC/USD", D("0.01"), D("0.00000001"), D("0.00005"), 2, 8)
+    problems, _ = check_listing(finer, btc)
+    assert any("pair_decimals 1" in p for p in problems) and any("tick_size 0.1" in p for p in problems)
+    too_many_qty_digits = Listing("kraken", "BTC-USD", "BTC/USD", D("0.1"), D("0.000000001"), D("0.00005"), 1, 9)
+    problems, _ = check_listing(too_many_qty_digits, btc)
+    assert problems == ["qty precision 9 > Kraken's lot_decimals 8"]
+    coarser = Listing("kraken", "BTC-USD", "BTC/USD", D("1"), D("0.0001"), D("0.0001"), 0, 4)
+    problems, notes = check_listing(coarser, btc)
+    assert problems == [] and len(notes) == 3  # coarser decimals and tick: Kraken takes every such order
+    small_min = Listing("kraken", "BTC-USD", "BTC/USD", D("0.1"), D("0.00000001"), D("0.00000001"), 1, 8)
+    assert check_listing(small_min, btc)[0] == [] and "ordermin" in check_listing(small_min, btc)[1][0]
+    eth = parse_asset_pairs(ASSET_PAIRS)["XETHXXBT"]
+    eth_listing = Listing("kraken", "ETH-BTC", "ETH/BTC", D("0.00001"), D("0.00000001"), D("0.00000001"), 5, 8)
+    assert check_listing(eth_listing, eth) == ([], ["Kraken lists the pair as cancel_only"])
 
 
 def test_order_statuses_map_to_arbtui_statuses() -> None:

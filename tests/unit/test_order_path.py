@@ -41,6 +41,19 @@ T0 = 1_700_000_000 * NS
 KRAKEN_BTC = Listing("kraken", "BTC-USD", "BTC/USD", D("0.1"), D("0.00000001"), D("0.00000001"), 1, 8)
 COINBASE_BTC = Listing("coinbase", "BTC-USD", "BTC-USD", D("0.01"), D("0.00000001"), D("0.00000001"), 2, 8)
 MARKETS = {"BTC-USD": Market("BTC-USD", "BTC", "USD")}
+KRAKEN_BTC_PAIR = {
+    "altname": "XBTUSD",
+    "wsname": "XBT/USD",
+    "base": "XXBT",
+    "quote": "ZUSD",
+    "pair_decimals": 1,
+    "lot_decimals": 8,
+    "cost_decimals": 5,
+    "ordermin": "0.00005",
+    "costmin": "0.5",
+    "tick_size": "0.1",
+    "status": "online",
+}
 KEY_NAME = "organizations/test-organization/apiKeys/test-api-key"
 
 
@@ -64,6 +77,8 @@ class Server:
             }
         )
         path = request.path
+        if path == "/0/public/AssetPairs":  # Kraken's shape: keyed by the internal name
+            return web.json_response({"error": [], "result": {"XXBTZUSD": KRAKEN_BTC_PAIR}})
         if path == "/0/private/AddOrder":  # Kraken: refused, so the trader asks nothing more
             return web.json_response({"error": ["EOrder:Insufficient funds"]})
         if path == coinbase.ORDERS_PATH:
@@ -159,13 +174,15 @@ async def test_kraken_requests_are_signed_exactly_as_api_sign_says(server: Serve
             assert report.status is OrderStatus.REJECTED
     finally:
         await trader.close()
-    assert len(server.seen) == 3
-    for seen in server.seen:
+    orders = [s for s in server.seen if s["path"] == "/0/private/AddOrder"]
+    assert len(orders) == 3
+    assert [s["path"] for s in server.seen].count("/0/public/AssetPairs") == 1  # read once, at start
+    for seen in orders:
         body: bytes = seen["body"]
         form = dict(urllib.parse.parse_qsl(body.decode()))
         assert seen["headers"]["API-Sign"] == api_sign("/0/private/AddOrder", body, form["nonce"], secret)
         assert form["cl_ord_id"].startswith("abc") and form["timeinforce"] == "IOC"
-    nonces = [int(dict(urllib.parse.parse_qsl(s["body"].decode()))["nonce"]) for s in server.seen]
+    nonces = [int(dict(urllib.parse.parse_qsl(s["body"].decode()))["nonce"]) for s in orders]
     assert nonces == sorted(set(nonces))
 
 

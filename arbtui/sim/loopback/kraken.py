@@ -86,6 +86,21 @@ HEARTBEAT_S = 1.0
 CHECKSUM_LEVELS = 10
 _REST_NAMES = {"BTC": "XBT", "DOGE": "XDG"}  # REST altnames still use Kraken's old codes
 _BALANCE_CODES = {"BTC": "XXBT", "ETH": "XETH", "DOGE": "XXDG", "USD": "ZUSD", "EUR": "ZEUR", "GBP": "ZGBP"}
+# Internal pair names (AssetPairs' keys) that do not follow "legacy base code + legacy quote code".
+_INTERNAL_NAMES = {"DOGE/USD": "XDGUSD"}
+
+
+def _internal_name(base: str, quote: str, altname: str) -> str:
+    """Kraken's internal pair name: the two legacy asset codes for pairs of legacy assets
+    (``XXBTZUSD``, ``XETHXXBT``), else the altname (``SOLUSD``), as AssetPairs lists them."""
+    special = _INTERNAL_NAMES.get(f"{base}/{quote}")
+    if special is not None:
+        return special
+    if base in _BALANCE_CODES and quote in _BALANCE_CODES:
+        return _BALANCE_CODES[base] + _BALANCE_CODES[quote]
+    return altname
+
+
 _CL_ORD_FREE_TEXT = set(string.ascii_letters + string.digits + string.punctuation.replace('"', "") + " ")
 
 
@@ -158,6 +173,7 @@ class _Market:
     base: str
     quote: str
     altname: str
+    key: str  # the internal pair name (AssetPairs' key, TradeVolume's fees key): XXBTZUSD
     spec: LoopbackMarket
     gen: BookGenerator
     pp: int  # price precision
@@ -203,10 +219,11 @@ class _Order:
 
 @dataclass(slots=True)
 class _Fault:
-    kind: str  # "fail" | "hang" | "lose"
+    kind: str  # "fail" | "hang" | "lose" | "refuse"
     remaining: int
     status: int = 0
     method: str | None = None
+    errors: tuple[str, ...] = ()
 
 
 class _Conn:
@@ -299,10 +316,13 @@ class LoopbackKraken:
                 raise ValueError(f"Kraken symbols are BASE/QUOTE, got {symbol!r}")
             altname = _REST_NAMES.get(base, base) + _REST_NAMES.get(quote, quote)
             gen = spec.generator(random.Random(f"{seed}:{symbol}"))
+            key = _internal_name(base, quote, altname)
             self._markets[symbol] = _Market(
-                symbol, base, quote, altname, spec, gen, precision_of(spec.tick), precision_of(spec.lot)
+                symbol, base, quote, altname, key, spec, gen, precision_of(spec.tick), precision_of(spec.lot)
             )
+        # Kraken takes a pair by its altname or its internal name wherever a request names one.
         self._by_altname = {m.altname: m for m in self._markets.values()}
+        self._by_altname.update({m.key: m for m in self._markets.values()})
         if balances is None:
             balances = {}
             for m in self._markets.values():
@@ -344,6 +364,7 @@ class LoopbackKraken:
         app.router.add_get("/v2", self._websocket)
         app.router.add_post("/0/private/{method}", self._private)
         app.router.add_get("/0/public/Time", self._time)
+        app.router.add_get("/0/public/AssetPairs", self._asset_pairs)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -425,6 +446,11 @@ class LoopbackKraken:
     def fail_requests(self, status: int, n: int = 1, *, method: str | None = None) -> None:
         """The next ``n`` private requests (of ``method``, if given) are answered with HTTP ``status``."""
         self._faults.append(_Fault("fail", n, status, method))
+
+    def refuse_requests(self, error: str, n: int = 1, *, method: str | None = None, status: int = 200) -> None:
+        """The next ``n`` private requests (of ``method``, if given) are answered with Kraken's
+        ``error`` string (``{"error": [error], "result": {}}``, HTTP ``status``) and not executed."""
+        self._faults.append(_Fault("refuse", n, status, method, (error,)))
 
     def hang_requests(self, n: int = 1, *, method: str | None = None) -> None:
         """The next ``n`` private requests are never answered (nor executed) until the server stops."""
@@ -696,7 +722,9 @@ class LoopbackKraken:
     async def _private(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         self.requests[method] += 1
-        fault = self._take_fault(method, ("fail", "hang"))
+        fault = self._take_fault(method, ("fail", "hang", "refuse"))
+        if fault is not None and fault.kind == "refuse":
+            return _error(list(fault.errors), status=fault.status)
         if fault is not None and fault.kind == "hang":
             self.requests_hung += 1
             await self._stopping.wait()
@@ -890,7 +918,7 @@ class LoopbackKraken:
     def _fill(self, order: _Order, price: Decimal, qty: Decimal, *, maker: bool, now: int) -> None:
         m = order.market
         fee = price * qty * (self.maker_fee if maker else self.taker_fee)
-        trade = _Trade(self._txid("T"), order.txid, m.altname, now, order.side, price, qty, fee, maker)
+        trade = _Trade(self._txid("T"), order.txid, m.key, now, order.side, price, qty, fee, maker)
         self._trades[trade.txid] = trade
         order.trades.append(trade.txid)
         order.vol_exec += qty
@@ -1035,20 +1063,68 @@ class LoopbackKraken:
         }
 
     def _trade_volume(self, form: dict[str, str]) -> dict[str, Any]:
-        pairs = [p for p in form.get("pair", "").split(",") if p]
-        unknown = [p for p in pairs if p not in self._by_altname]
-        if unknown:
+        """Kraken's TradeVolume: ``fees`` / ``fees_maker`` keyed by each pair's *internal* name
+        (``XXBTZUSD``) whatever name the request used (``XBTUSD``), as in Kraken's reply example
+        (docs.kraken.com/api/docs/rest-api/get-trade-volume; ccxt's parseTradingFee reads it so)."""
+        names = [p for p in form.get("pair", "").split(",") if p]
+        if any(p not in self._by_altname for p in names):
             raise KrakenError("EQuery:Unknown asset pair")
+        keys = list(dict.fromkeys(self._by_altname[p].key for p in names))
 
-        def tier(rate: Decimal) -> dict[str, str]:
+        def tier(rate: Decimal) -> dict[str, str | None]:
             pct = f"{rate * 100:.4f}"
-            return {"fee": pct, "minfee": "0.0000", "maxfee": pct, "nextfee": pct, "tiervolume": "0.0000"}
+            return {
+                "fee": pct,
+                "minfee": "0.0000",
+                "maxfee": pct,
+                "nextfee": pct,
+                "nextvolume": None,  # null at the top tier; every loopback account is there
+                "tiervolume": "0.0000",
+            }
 
         return {
             "currency": "ZUSD",
             "volume": "0.0000",
-            "fees": {p: tier(self.taker_fee) for p in pairs} or None,
-            "fees_maker": {p: tier(self.maker_fee) for p in pairs} or None,
+            "fees": {k: tier(self.taker_fee) for k in keys} or None,
+            "fees_maker": {k: tier(self.maker_fee) for k in keys} or None,
+        }
+
+    async def _asset_pairs(self, request: web.Request) -> web.Response:
+        """Public AssetPairs in Kraken's shape: the listing keyed by internal name, each entry with
+        its altname, v1 ``wsname`` (``XBT/USD``), legacy asset codes, decimals, minimums and tick
+        (docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs). ``pair`` (altnames or internal
+        names, comma-separated) narrows it; an unknown one is ``EQuery:Unknown asset pair``."""
+        names = [p for p in request.query.get("pair", "").split(",") if p]
+        if any(p not in self._by_altname for p in names):
+            return _error(["EQuery:Unknown asset pair"])
+        chosen = [self._by_altname[p] for p in names] if names else list(self._markets.values())
+        return _reply({m.key: self._asset_pair(m) for m in chosen})
+
+    def _asset_pair(self, m: _Market) -> dict[str, Any]:
+        v1 = _REST_NAMES  # wsname is the v1 name, which says XBT and XDG like the altname
+        return {
+            "altname": m.altname,
+            "wsname": f"{v1.get(m.base, m.base)}/{v1.get(m.quote, m.quote)}",
+            "aclass_base": "currency",
+            "base": _BALANCE_CODES.get(m.base, m.base),
+            "aclass_quote": "currency",
+            "quote": _BALANCE_CODES.get(m.quote, m.quote),
+            "lot": "unit",
+            "cost_decimals": m.pp + 4,
+            "pair_decimals": m.pp,
+            "lot_decimals": m.qp,
+            "lot_multiplier": 1,
+            "leverage_buy": [],
+            "leverage_sell": [],
+            "fees": [[0, self.taker_fee * 100]],
+            "fees_maker": [[0, self.maker_fee * 100]],
+            "fee_volume_currency": "ZUSD",
+            "margin_call": 80,
+            "margin_stop": 40,
+            "ordermin": _num(m.spec.lot),
+            "costmin": "0.5",
+            "tick_size": _num(m.spec.tick),
+            "status": "online",
         }
 
     def _txid(self, prefix: str) -> str:
