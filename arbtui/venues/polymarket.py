@@ -49,7 +49,11 @@ Unverified against the real venue (the loopback server implements these choices)
 
 - whether a dynamic ``{"operation": "subscribe"}`` for an already subscribed asset re-sends its
   ``book`` (hence the reconnect fallback);
-- the exact HTTP status and text of order refusals (the FOK/FAK kill texts are py-clob-client's);
+- which insert errors the real CLOB answers as HTTP 200 (``errorMsg``, the docs' shape) and which as a
+  400 ``{"error": ...}`` (reported for "not enough balance / allowance"), and whether a refusal carries
+  an ``orderID`` (both shapes are handled alike; the FOK/FAK kill texts are py-clob-client's and the
+  docs'); ``unmatched`` for an FAK read as "not matched, killed" (the docs: "order marketable, but
+  failure delaying, placement successful");
 - V2 as a whole: signed and checked here only with ``py-clob-client-v2`` 1.2.1 and its published
   vector; which version the real ``GET /version`` answers, the exact refusal for an order of the wrong
   version (taken to be an ``{"error": "...order_version_mismatch..."}``), whether the V2 order id is
@@ -962,7 +966,7 @@ class PolymarketTrader:
         return self._report(order)
 
     async def _settle_taker(self, order: _Order) -> None:
-        """An FAK/FOK the venue left "live", "delayed" or "unmatched": ask until it is final. A reply to
+        """An FAK/FOK the venue left "live" or "delayed" (or ``ORDER_DELAYED``): ask until it is final. A reply to
         an IOC must be final (the Venue contract); if the venue cannot say yet, the outcome is unknown,
         which the executor resolves by querying and cancelling (never by assuming nothing filled)."""
         delay_ns = 50_000_000
