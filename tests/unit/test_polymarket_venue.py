@@ -145,8 +145,9 @@ def test_eip712_order_signatures_match_the_vectors_on_both_exchanges(
     assert recover_order_signer(digest, signature) == HARDHAT_ADDRESS
 
 
-# V2 (VENUES.md 4.6): the struct and domain, written out here to recompute the digest independently of
-# py-clob-client-v2 (eth_abi encoding + keccak, the EIP-712 definition).
+# V2 (Polymarket/py-clob-client-v2's Order struct and EIP-712 domain, version "2"): written out here
+# to recompute the digest independently of py-clob-client-v2 (eth_abi encoding + keccak, the EIP-712
+# definition).
 V2_ORDER_TYPE = (
     "Order(uint256 salt,address maker,address signer,uint256 tokenId,uint256 makerAmount,uint256 takerAmount,"
     "uint8 side,uint8 signatureType,uint256 timestamp,bytes32 metadata,bytes32 builder)"
@@ -249,7 +250,7 @@ def test_the_v2_package_reproduces_polymarkets_published_v2_vector() -> None:
     typed = builder.build_order_typed_data(builder.build_order(data))
     assert builder.build_order_hash(typed) == POLY_1271_ORDER_HASH  # the hash sign_order_v2 returns
     # The POLY_1271 signature carries the app's domain separator and the order's struct hash: both, and
-    # the digest, recomputed from VENUES.md's V2 type string alone.
+    # the digest, recomputed from the V2 type string above alone.
     wire = {
         "salt": 479249096354,
         "maker": DEPOSIT_WALLET,
