@@ -22,8 +22,9 @@ Feed (:class:`KrakenFeed`)
 
 Trader (:class:`KrakenTrader`)
     Private REST calls are form-encoded ``POST /0/private/<Method>`` with ``API-Key`` and
-    ``API-Sign`` (HMAC-SHA512, VENUES.md 2.1) and a strictly increasing nonce (microseconds, and
-    always the last nonce + 1 at least, so fast calls never repeat one). An :class:`OrderRequest` maps
+    ``API-Sign`` (HMAC-SHA512, https://docs.kraken.com/api/docs/guides/spot-rest-auth) and a
+    strictly increasing nonce (microseconds, and always the last nonce + 1 at least, so fast calls
+    never repeat one). An :class:`OrderRequest` maps
     to ``AddOrder`` as ``ordertype=limit``, ``type=buy|sell``, ``volume``/``price`` rendered at the
     listing's precision (:meth:`Listing.qty_to_wire` / :meth:`Listing.price_to_wire`, the one
     rendering path), ``timeinforce=IOC|GTC``, ``oflags=fciq`` (fees in the quote currency, which is
@@ -34,30 +35,47 @@ Trader (:class:`KrakenTrader`)
     request is refused locally (a REJECTED report, nothing sent) rather than silently sent as an
     IOC that could partially fill.
 
+    **Names come from Kraken's public AssetPairs listing**, read at start (and again before the
+    first order or fee lookup if that failed; until it is read no order is sent). It is keyed by
+    the pair's internal name (``XXBTZUSD``); its ``altname`` (``XBTUSD``) is what AddOrder and
+    TradeVolume are sent, its ``wsname`` (v1, ``XBT/USD``) ties it to the feed's v2 symbol
+    (``BTC/USD``), and TradeVolume's reply keys ``fees`` / ``fees_maker`` by the internal name. Each
+    listing is checked against Kraken's increments (:func:`check_listing`): more decimals than
+    ``pair_decimals`` / ``lot_decimals``, or a tick off Kraken's ``tick_size``, refuses that
+    listing's orders locally with the reason (Kraken would refuse them, and the detector would price
+    on the wrong grid); a coarser grid, a minimum below ``ordermin`` or a pair not ``online`` is
+    logged. Kraken's increments are not adopted: the config stays the one statement of the grid.
+
     Kraken's ``AddOrder`` reply carries only the order id, so the report comes from ``QueryOrders``
     (``trades=true``) and the fills from ``QueryTrades``; an IOC is polled until Kraken reports it
-    final. Error strings map to: a refusal (``EOrder:...``, ``EGeneral:Invalid arguments``,
-    ``EAPI:Invalid key/signature``, ``EService:Market in ... mode``, ``EService:Deadline elapsed``,
-    ``EQuery:...``) -> a REJECTED report; rate limits (HTTP 429, ``EAPI:Rate limit exceeded``,
-    ``EOrder:Rate limit exceeded``, ``EGeneral:Temporary lockout``) -> wait for budget and retry, then
-    ``VenueError(retryable=True)``; ``EAPI:Invalid nonce`` -> retried with a fresh nonce (the request
-    was not processed); transport failures, HTTP 5xx and ``EService:Unavailable/Busy`` ->
-    ``VenueError(retryable=True)`` and never a retry of an order (its outcome is unknown; the caller
-    asks ``order_status``); ``EOrder:Unknown order`` -> :class:`UnknownOrder`. A reply that never
-    comes is left to the caller's timeout; it is never turned into a rejection.
+    final. Error strings (Kraken's documented list, :func:`classify_errors`) map to: a refusal
+    (``EOrder:...``, ``EGeneral:Invalid arguments``, ``EGeneral:Permission denied``, ``EAPI:Invalid
+    key/signature``, ``ESession:Invalid session``, ``ETrade:User Locked``, ``EService:Market in ...
+    mode``, ``EService:Deadline elapsed``, ``EQuery:...``) -> a REJECTED report; rate limits (HTTP
+    429, ``EAPI:`` / ``EOrder:Rate limit exceeded``, ``EGeneral:Too many requests``,
+    ``EGeneral:Temporary lockout``) -> wait for budget and retry; an order still limited after the
+    retries is REJECTED (Kraken rejects a rate-limited request: it was not placed), another call
+    raises ``VenueError(retryable=True)``; ``EAPI:Invalid nonce`` -> retried with a fresh nonce (the
+    request was not processed); transport failures, HTTP 5xx, ``EService:Unavailable/Busy`` and any
+    string not on the list -> ``VenueError(retryable=True)`` and never a retry of an order (its
+    outcome is unknown; the caller asks ``order_status``); ``EOrder:Unknown order`` ->
+    :class:`UnknownOrder`. A reply that never comes is left to the caller's timeout; it is never
+    turned into a rejection.
 
     On the order path nothing is prepared late that could be prepared early: the HMAC key is
     decoded once, the form is encoded without ``urlencode`` when no value needs escaping, and, live,
     the REST connection is used at least every ``keep_warm_s`` (public ``Time``, which needs no key,
     nonce or rate counter) and kept a minute when idle, so an order never waits for a handshake.
 
-    Rate limits (VENUES.md 2.5) are :class:`~arbtui.venues.ratelimit.RateBudget` counters that
+    Rate limits (https://docs.kraken.com/api/docs/guides/spot-ratelimits) are
+    :class:`~arbtui.venues.ratelimit.RateBudget` counters that
     requests wait for: one trading counter per pair (``rate_tier``: AddOrder +1, CancelOrder by the
     order's age via :func:`~arbtui.venues.ratelimit.kraken_cancel_cost`) and the REST call counter for
     everything else (AddOrder and CancelOrder are excluded from it; QueryTrades costs 2).
 
-Unverified against the real venue (no access from here; see ``docs/venues/kraken.md``): the REST
-pair names derived from v2 symbols (:func:`rest_pair`), the asset-code mapping for assets outside
+Unverified against the real venue (no access from here; see ``docs/venues/kraken.md``): that every
+pair's AssetPairs ``wsname`` is its v2 symbol with XBT/XDG renamed (:func:`match_pair` falls back to
+the :func:`rest_pair` derivation), the asset-code mapping for assets outside
 :data:`LEGACY_ASSETS`, the ``maker`` flag on ``QueryTrades`` entries, which status (``closed`` /
 ``canceled`` / ``expired``) Kraken gives an IOC whose remainder expired, whether ``ClosedOrders``
 finds an order by ``cl_ord_id`` beyond its latest-50 window, the shape of instrument *updates*, and
@@ -131,7 +149,8 @@ def book_checksum(
     price_precision: int,
     qty_precision: int,
 ) -> int:
-    """Kraken's v2 book CRC32 (VENUES.md 1.4) over the top 10 of ``asks`` (best first = ascending)
+    """Kraken's v2 book CRC32 (https://docs.kraken.com/api/docs/guides/spot-ws-book-v2) over the top
+    10 of ``asks`` (best first = ascending)
     and the top 10 of ``bids`` (best first = descending). Values may be Decimal, str or float (a float
     is read through its shortest repr); each is rendered at the instrument's precision."""
 
@@ -147,7 +166,7 @@ def book_checksum(
 
 
 def api_sign(url_path: str, post_data: str | bytes, nonce: int | str, secret_b64: str) -> str:
-    """Kraken's ``API-Sign`` header (VENUES.md 2.1):
+    """Kraken's ``API-Sign`` header (https://docs.kraken.com/api/docs/guides/spot-rest-auth):
     ``base64(HMAC-SHA512(base64decode(secret), url_path + SHA256(nonce + post_data)))``.
 
     ``post_data`` is the exact request body (it contains ``nonce=...`` too)."""

@@ -1,8 +1,8 @@
 """A loopback Kraken: Kraken's WebSocket v2 market data and its private REST API on 127.0.0.1.
 
-It speaks the wire formats :mod:`arbtui.venues.kraken` speaks to the real venue (VENUES.md sections 1
-and 2), so the connector, the engine and the console can be run and tested end to end without the
-real venue:
+It speaks the wire formats :mod:`arbtui.venues.kraken` speaks to the real venue (Kraken's WebSocket
+v2 and REST documentation, https://docs.kraken.com/api/), so the connector, the engine and the
+console can be run and tested end to end without the real venue:
 
 WebSocket ``ws://HOST:PORT/v2``
     On connect a ``status`` frame. ``subscribe``/``unsubscribe`` for ``book`` (one ack per symbol,
@@ -15,7 +15,11 @@ WebSocket ``ws://HOST:PORT/v2``
 
 REST ``http://HOST:PORT/0/private/<Method>``
     ``AddOrder``, ``CancelOrder``, ``QueryOrders``, ``OpenOrders``, ``ClosedOrders``, ``QueryTrades``,
-    ``Balance``, ``BalanceEx``, ``TradeVolume``. Every request's ``API-Key``, ``API-Sign`` and nonce
+    ``Balance``, ``BalanceEx``, ``TradeVolume`` (``fees`` / ``fees_maker`` keyed by the pair's
+    internal name, ``XXBTZUSD``, whichever name the request used), and public ``Time`` and
+    ``AssetPairs`` (keyed by internal name: ``altname``, v1 ``wsname``, legacy asset codes,
+    ``pair_decimals``/``lot_decimals``/``cost_decimals``, ``ordermin`` = the lot, ``costmin``,
+    ``tick_size``). A pair is taken by its altname or internal name. Every request's ``API-Key``, ``API-Sign`` and nonce
     are checked as Kraken does (``EAPI:Invalid key``, ``EAPI:Invalid signature``, ``EAPI:Invalid
     nonce`` for a nonce not above the last one) and errors come back in Kraken's shape
     (``{"error": ["EOrder:Insufficient funds"], "result": {}}``).
@@ -29,7 +33,8 @@ resting orders are never matched by our own takers (Kraken's self-trade preventi
 of them; here the taker simply skips them).
 
 Faults on demand (:meth:`LoopbackKraken.drop_connections`, ``skip_frames``, ``corrupt_frames``,
-``send_garbage``, ``fail_requests``, ``hang_requests``, ``lose_replies``, ``arrive_late``) let tests
+``send_garbage``, ``fail_requests``, ``refuse_requests`` (answer with a given Kraken error string),
+``hang_requests``, ``lose_replies``, ``arrive_late``) let tests
 break exactly one thing. ``arrive_late`` (:mod:`arbtui.sim.loopback.late`): the AddOrder reply is
 lost and the order does not exist (``OpenOrders`` / ``ClosedOrders`` by ``cl_ord_id`` list nothing,
 as for any unknown id) until ``delay_s`` later on the server's clock, when ``AddOrder`` runs as if the
