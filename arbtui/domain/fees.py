@@ -1,8 +1,8 @@
 """Fee schedules.
 
 Kraken and Coinbase charge a rate on the notional (``price * quantity * rate``). Polymarket charges
-takers on fee-enabled markets ``shares * rate * p * (1 - p)`` (VENUES.md section 5), so a fee near
-0 or 1 is tiny and one at 0.5 is largest. Both are exact Decimal arithmetic.
+takers on fee-enabled markets ``shares * rate * p * (1 - p)`` (docs.polymarket.com/trading/fees), so a
+fee near 0 or 1 is tiny and one at 0.5 is largest. Both are exact Decimal arithmetic.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Coinbase Advanced Trade: the ``level2`` book feed, the REST trader, JWT auth, and ``build_venue``.
 
 Everything Coinbase-specific lives here (and the level2 parser in :mod:`arbtui.venues.coinbase_book`).
-Sources are VENUES.md section 3 (compiled from docs.cdp.coinbase.com and
-``coinbase/coinbase-advanced-py``); what could not be checked against the real venue is listed in
-``docs/venues/coinbase.md`` and marked *unverified* below.
+Sources are docs.cdp.coinbase.com and the official client ``coinbase/coinbase-advanced-py``; what could
+not be checked against the real venue is listed in ``docs/venues/coinbase.md`` and marked *unverified*
+below.
 
 Feed (:class:`CoinbaseFeed`)
     One subscribe message per channel (``level2`` with every product, then ``heartbeats``), sent as
@@ -50,13 +50,14 @@ Rate limits
     429 empties it.
 
 Auth (:class:`CoinbaseSigner`)
-    VENUES.md 3.4: header ``{alg, kid: key name, nonce: random hex, typ: "JWT"}``, claims ``{sub: key
-    name, iss: "cdp", nbf: now, exp: now + 120, uri: "<METHOD> <host><path>"}`` (no ``uri`` for the
-    WebSocket), ES256 for an EC P-256 PEM, EdDSA for an Ed25519 PEM or the base64 of a 32-byte seed
-    (or 64-byte seed + public key). ``host`` is the REST URL's host: ``api.coinbase.com`` live,
-    ``127.0.0.1:PORT`` against the loopback server. A fresh token for every request; the one for
-    the next order create is minted ahead (at start, after each order has gone out, and again while
-    it waits once it is ORDER_JWT_REFRESH_S old), so no signing sits between confirm and the wire.
+    As coinbase-advanced-py's ``coinbase/jwt_generator.py``: header ``{alg, kid: key name, nonce: random
+    hex, typ: "JWT"}``, claims ``{sub: key name, iss: "cdp", nbf: now, exp: now + 120, uri: "<METHOD>
+    <host><path>"}`` (no ``uri`` for the WebSocket), ES256 for an EC P-256 PEM, EdDSA for an Ed25519
+    PEM or the base64 of a 32-byte seed (or 64-byte seed + public key). ``host`` is the REST URL's host:
+    ``api.coinbase.com`` live, ``127.0.0.1:PORT`` against the loopback server. A fresh token for every
+    request; the one for the next order create is minted ahead (at start, after each order has gone out,
+    and again while it waits once it is ORDER_JWT_REFRESH_S old), so no signing sits between confirm and
+    the wire.
 
 Warm connection
     Live, the trader's REST connection is used at least every KEEP_WARM_S (``GET /time``, the public
@@ -124,7 +125,8 @@ ACCOUNTS_PATH = f"{API}/accounts"
 FEES_PATH = f"{API}/transaction_summary"
 TIME_PATH = f"{API}/time"  # public "Get Server Time": keeps the connection warm
 
-#: The ``order_configuration`` key for each time in force (VENUES.md 3.5: limit IOC is ``sor_limit_ioc``).
+#: The ``order_configuration`` key for each time in force (coinbase-advanced-py, tests/rest/test_orders.py:
+#: limit IOC is ``sor_limit_ioc``).
 ORDER_CONFIGURATION: dict[TimeInForce, str] = {
     TimeInForce.IOC: "sor_limit_ioc",
     TimeInForce.GTC: "limit_limit_gtc",
@@ -387,8 +389,9 @@ def _ignore(_market: str) -> None:
 
 
 def order_body(request: OrderRequest, listing: Listing) -> dict[str, Any]:
-    """The ``POST /orders`` body for ``request`` (VENUES.md 3.5). Raises ValueError for a value the
-    listing's precision cannot carry (never rounded on its way out)."""
+    """The ``POST /orders`` body for ``request`` (the shapes coinbase-advanced-py's
+    tests/rest/test_orders.py asserts). Raises ValueError for a value the listing's precision cannot
+    carry (never rounded on its way out)."""
     config: dict[str, Any] = {
         "base_size": listing.qty_to_wire(request.quantity),
         "limit_price": listing.price_to_wire(request.limit_price),

@@ -1,6 +1,7 @@
 """Coinbase Advanced Trade WebSocket ``level2`` (channel ``l2_data``): parse, keep books, detect gaps.
 
-Rules (VENUES.md section 3.2-3.3):
+Rules (Coinbase's level2 and heartbeats examples at docs.cdp.coinbase.com, and hummingbot's
+``coinbase_advanced_trade_order_book.py``):
 
 - ``new_quantity`` is the absolute size at ``price_level`` (strings); ``"0"`` removes the level;
 - ``side`` is ``"bid"`` or ``"offer"`` (anything but ``bid`` is the ask side);
@@ -10,7 +11,7 @@ Rules (VENUES.md section 3.2-3.3):
   dropped; a repeat or a step back: messages are out of order) means the connection's books cannot be
   trusted: every book on the connection is discarded and must be resubscribed for fresh snapshots.
   The scope of ``sequence_num`` (per connection, all channels) is an inference from hummingbot and
-  the docs' examples, not an official statement (VENUES.md 3.3).
+  the docs' examples, not an official statement (no Coinbase statement of its scope was found).
 - ``{"type": "error", "message": ...}`` frames (no channel, no sequence) are the venue's complaints
   about a request (a bad subscribe); they are reported, not counted as malformed.
 

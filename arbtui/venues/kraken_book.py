@@ -1,6 +1,6 @@
 """Kraken WebSocket v2 ``book`` channel: parse frames, keep the books, verify every checksum.
 
-Rules (Kraken's book guide, VENUES.md section 1.3-1.4):
+Rules (Kraken's book guide, docs.kraken.com/api/docs/guides/spot-ws-book-v2):
 
 - ``qty`` is the absolute size at a price; 0 deletes the level; all levels of a frame are applied in
   order (a later entry for the same price wins) before the checksum is computed;

@@ -1,6 +1,7 @@
 """Polymarket CLOB: the market-channel book feed, the REST trader, and ``build_venue``.
 
-Wire facts (VENUES.md section 4, and the official clients it cites):
+Wire facts (docs.polymarket.com, and Polymarket's official clients py-clob-client, py-clob-client-v2 and
+python-order-utils):
 
 - **Market data**: ``wss://ws-subscriptions-clob.polymarket.com/ws/market``; subscribe with the listings'
   token ids (``{"assets_ids": [...], "type": "market"}``); frames are parsed by
@@ -71,12 +72,12 @@ Unverified against the real venue (the loopback server implements these choices)
   shares), and a trade's ``price`` as the taker's execution price; fills after the reply are rebuilt
   from ``GET /data/trades?id=`` totals (falling back to the order's limit price, the worst case);
 - ``GET /fee-rate`` ``base_fee`` (basis points) is taken as the taker rate of the probability fee
-  model (``shares * rate * p * (1 - p)``, VENUES.md section 5), makers paying nothing; fees are
-  accounted in USDC;
+  model (``shares * rate * p * (1 - p)``, docs.polymarket.com/trading/fees), makers paying nothing;
+  fees are accounted in USDC;
 - ``GET /balance-allowance`` balances are 6-decimal integers; open orders' reservations are
   subtracted locally to give free balances;
-- Polymarket's request rate limits (not in VENUES.md): the budget is ``rate_per_s`` requests per
-  second with a one-second burst, deliberately conservative.
+- Polymarket's request rate limits (not checked against Polymarket's published limits): the budget is
+  ``rate_per_s`` requests per second with a one-second burst, deliberately conservative.
 """
 
 from __future__ import annotations
@@ -242,8 +243,9 @@ _ACTIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 def l2_signature(secret: str, timestamp: str | int, method: str, request_path: str, body: str | None = None) -> str:
-    """The ``POLY_SIGNATURE`` header (VENUES.md 4.3): url-safe base64 of HMAC-SHA256, keyed by the
-    url-safe-base64-decoded API secret, over ``timestamp + method + request_path + body``.
+    """The ``POLY_SIGNATURE`` header (py-clob-client, py_clob_client/signing/hmac.py): url-safe base64 of
+    HMAC-SHA256, keyed by the url-safe-base64-decoded API secret, over
+    ``timestamp + method + request_path + body``.
 
     ``body`` must be the exact text sent; ``request_path`` is the path without the query string.
     """
@@ -340,7 +342,8 @@ class SignedOrder:
     version: int = 1
 
     def body(self, owner: str, order_type: str) -> dict[str, Any]:
-        """The ``POST /order`` body (VENUES.md 4.4; V2 adds ``deferExec``, in ``order_to_json_v2``'s order)."""
+        """The ``POST /order`` body (py-clob-client, ``client.py::post_order`` and
+        ``utilities.py::order_to_json``; V2 adds ``deferExec``, in ``order_to_json_v2``'s order)."""
         if self.version == 1:
             return {"order": self.order, "owner": owner, "orderType": order_type, "postOnly": False}
         return {"order": self.order, "owner": owner, "orderType": order_type, "deferExec": False, "postOnly": False}

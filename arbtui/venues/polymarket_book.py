@@ -1,5 +1,6 @@
 """Polymarket CLOB market channel: ``book`` snapshots, ``price_change`` (the Sept 2025 format),
-``tick_size_change``; frames that are single events or arrays of events (VENUES.md section 4.1).
+``tick_size_change``; frames that are single events or arrays of events
+(docs.polymarket.com/market-data/websocket/market-channel).
 
 - ``book`` replaces an asset's book; levels are sorted locally (the wire order is not relied on);
 - each ``price_changes[]`` entry sets the new aggregate ``size`` at ``price`` ("0" removes it) on the

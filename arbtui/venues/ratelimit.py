@@ -2,11 +2,12 @@
 
 One primitive covers the venues' schemes: a counter that each request raises by its cost and that
 decays at a fixed rate; a request may go when ``counter + cost <= limit``. Kraken's trading counter
-is exactly that, per pair (VENUES.md 2.5: Starter 60 decaying 1/s, Intermediate 125 at 2.34/s, Pro
-180 at 3.75/s; AddOrder +1, CancelOrder +8/+6/+5/+4/+2/+1 by the order's age). A token bucket with
-capacity C refilled at r/s is the same thing seen from the other side. Coinbase reports its remaining
-budget in response headers; :meth:`RateBudget.observe_remaining` lowers the local budget to the
-venue's own figure.
+is exactly that, per pair (docs.kraken.com/api/docs/guides/spot-ratelimits: AddOrder +1, and
+CancelOrder +8/+6/+5/+4/+2/+1 by the order's age; the tiers from support.kraken.com article
+360045239571 and krakenfx/kraken-cli: Starter 60 decaying 1/s, Intermediate 125 at 2.34/s, Pro 180 at
+3.75/s). A token bucket with capacity C refilled at r/s is the same thing seen from the other side.
+Coinbase reports its remaining budget in response headers; :meth:`RateBudget.observe_remaining` lowers
+the local budget to the venue's own figure.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "kraken-v2-book-btcusd-202
 BTC = Listing("kraken", "BTC-USD", "BTC/USD", D("0.1"), D("0.00000001"), D("0.0001"), 1, 8)
 MARKETS = {"BTC-USD": Market("BTC-USD", "BTC", "USD")}
 
-# Kraken's REST authentication guide (docs.kraken.com/api/docs/guides/spot-rest-auth), VENUES.md 2.1 / 6.5.
+# Kraken's REST authentication guide's example (docs.kraken.com/api/docs/guides/spot-rest-auth).
 SIGN_SECRET = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
 SIGN_NONCE = 1616492376594
 SIGN_BODY = "nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25"
@@ -142,7 +142,7 @@ def test_feed_verifies_every_frame_of_the_recorded_stream_and_reports_the_canoni
     assert book is not None and len(book.bids) == 10 and len(book.asks) == 10
     assert link.sent == [] and link.reconnects == []
 
-    # Kraken's negative vector (python-kraken-sdk tests/spot/test_spot_orderbook.py, VENUES.md 1.6 C):
+    # Kraken's negative vector (btschwertfeger/python-kraken-sdk tests/spot/test_spot_orderbook.py):
     # this update must not verify against the book the 509 updates built.
     bad = {
         "channel": "book",

@@ -2,22 +2,23 @@
 endpoints arbtui uses, with real JWT verification, a matching engine, balances, and faults on demand.
 
 WebSocket (``ws_url``, the root path like the real ``wss://advanced-trade-ws.coinbase.com``)
-    Subscribe messages as VENUES.md 3.1: ``{"type": "subscribe", "product_ids": [...], "channel":
-    "level2", "jwt": ...}`` and ``{"type": "subscribe", "channel": "heartbeats"}``; ``unsubscribe``
-    likewise. A JWT is optional; when present it is verified like a REST one, without ``uri``. A
-    client that has not subscribed within 5 s is disconnected. Every message of a connection carries
-    that connection's ``sequence_num`` (0, 1, 2, ...): the ``subscriptions`` ack, one ``l2_data``
-    ``snapshot`` per product subscribed, then one ``update`` frame per market every ``interval_ms``
-    (``"offer"`` = ask side, absolute ``new_quantity``), and a ``heartbeats`` message every second.
+    Subscribe messages as in Coinbase's WebSocket overview (docs.cdp.coinbase.com) and
+    coinbase-advanced-py: ``{"type": "subscribe", "product_ids": [...], "channel": "level2", "jwt": ...}``
+    and ``{"type": "subscribe", "channel": "heartbeats"}``; ``unsubscribe`` likewise. A JWT is optional;
+    when present it is verified like a REST one, without ``uri``. A client that has not subscribed
+    within 5 s is disconnected. Every message of a connection carries that connection's
+    ``sequence_num`` (0, 1, 2, ...): the ``subscriptions`` ack, one ``l2_data`` ``snapshot`` per product
+    subscribed, then one ``update`` frame per market every ``interval_ms`` (``"offer"`` = ask side,
+    absolute ``new_quantity``), and a ``heartbeats`` message every second.
     Problems are answered ``{"type": "error", "message": ...}``.
 
 REST (``rest_url``; every request needs ``Authorization: Bearer <JWT>``)
-    The JWT is checked as Coinbase does (VENUES.md 3.4): a known ``kid``, ``alg`` matching that key
-    (ES256 for the EC P-256 key, EdDSA for the Ed25519 key), a valid signature, ``iss == "cdp"``,
-    ``sub == kid``, ``nbf``/``exp`` (at most 2 minutes apart), a ``nonce`` header, and ``uri ==
-    "<METHOD> <host><path>"`` with this server's ``127.0.0.1:PORT`` as host. A failure is ``401
-    Unauthorized``. Endpoints under ``/api/v3/brokerage``: ``POST /orders`` (``sor_limit_ioc``,
-    ``limit_limit_gtc``, ``limit_limit_fok``), ``POST /orders/batch_cancel``,
+    The JWT is checked as Coinbase does (coinbase-advanced-py, coinbase/jwt_generator.py): a known
+    ``kid``, ``alg`` matching that key (ES256 for the EC P-256 key, EdDSA for the Ed25519 key), a valid
+    signature, ``iss == "cdp"``, ``sub == kid``, ``nbf``/``exp`` (at most 2 minutes apart), a ``nonce``
+    header, and ``uri == "<METHOD> <host><path>"`` with this server's ``127.0.0.1:PORT`` as host. A
+    failure is ``401 Unauthorized``. Endpoints under ``/api/v3/brokerage``: ``POST /orders``
+    (``sor_limit_ioc``, ``limit_limit_gtc``, ``limit_limit_fok``), ``POST /orders/batch_cancel``,
     ``GET /orders/historical/{id}``, ``GET /orders/historical/batch``, ``GET /orders/historical/fills``,
     ``GET /accounts`` (paginated) and ``GET /transaction_summary``.
 
@@ -849,7 +850,8 @@ class LoopbackCoinbase:
                 order.status = "CANCELLED"
                 order.cancel_message = "User requested cancel"
                 self._update_hold(order)
-                # The enum default rides along on a success, as on the real venue (VENUES.md 3.6).
+                # The enum default rides along on a success, as on the real venue (Coinbase's Cancel Orders
+                # example response, docs.cdp.coinbase.com).
                 results.append({"success": True, "failure_reason": "UNKNOWN_CANCEL_FAILURE_REASON", "order_id": oid})
         return _json({"results": results})
 

@@ -1,6 +1,7 @@
 """A loopback Polymarket CLOB: the market WebSocket channel and the REST API, on 127.0.0.1.
 
-Market channel (``ws://127.0.0.1:PORT/ws/market``), shapes as in VENUES.md 4.1:
+Market channel (``ws://127.0.0.1:PORT/ws/market``), shapes as in Polymarket's market-channel docs
+(docs.polymarket.com/market-data/websocket/market-channel):
 
 - a subscribe (``{"assets_ids": [...], "type": "market"}``, or later ``{"operation": "subscribe",
   "assets_ids": [...]}``) is answered with one frame holding an array of ``book`` events, one per known
@@ -93,7 +94,8 @@ from arbtui.venues.polymarket import (
 
 log = logging.getLogger(__name__)
 
-# Hardhat's account #0: a publicly known test key (VENUES.md 4.3), never a real account.
+# Hardhat's account #0: a publicly known test key (py-clob-client, tests/signing/test_eip712.py), never a real
+# account.
 TEST_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 WS_PATH = "/ws/market"
 MM = "mm"
