@@ -29,7 +29,7 @@ from arbtui.config import (
 )
 
 if TYPE_CHECKING:
-    from arbtui.engine.builder import RunOptions
+    from arbtui.assembly import RunOptions
 
 
 def _resolve_config(path: str | None) -> Config:
@@ -97,7 +97,7 @@ def _check_run_paths(args: argparse.Namespace, journal: Path | None) -> str | No
 
 
 def _run_config(config: Config, args: argparse.Namespace, journal: Path | None) -> int:
-    from arbtui.engine.builder import LiveRefused, RunOptions, check_run_options
+    from arbtui.assembly import LiveRefused, RunOptions, check_run_options
     from arbtui.venues.secrets import SecretsError
 
     options = RunOptions(

@@ -28,10 +28,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from arbtui.assembly import RunOptions, build_engine
 from arbtui.config import Config
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, Clock, LiveClock, ManualClock
 from arbtui.domain.execution import PairState
-from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.journal import prepare_journal
 from arbtui.replay.recorder import check_record_path

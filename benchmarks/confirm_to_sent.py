@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from arbtui.assembly import build_engine
 from arbtui.config import default_config
 from arbtui.domain.clock import LiveClock
-from arbtui.engine.builder import build_engine
 
 
 async def main(seconds: float) -> None:

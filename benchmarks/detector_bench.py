@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from arbtui.assembly import build_engine
 from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_S, ManualClock
-from arbtui.engine.builder import build_engine
 from arbtui.engine.detector import _Priced
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests package, for the old detector

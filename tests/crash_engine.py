@@ -16,11 +16,11 @@ from pathlib import Path
 
 import orjson
 
+from arbtui.assembly import build_engine
 from arbtui.config import load_config
 from arbtui.domain.clock import LiveClock
 from arbtui.domain.events import Event, OpportunityDetected
 from arbtui.domain.execution import LegState, PairState
-from arbtui.engine.builder import build_engine
 from arbtui.engine.execution import ConfirmRefusedError
 
 

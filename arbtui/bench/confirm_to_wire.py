@@ -341,9 +341,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def _measure_mode(servers: dict[str, Any], legs: str | None, pairs: int, warmup: int, tmp: Path) -> Samples:
+    from arbtui.assembly import RunOptions, build_engine
     from arbtui.config import parse_config
     from arbtui.domain.clock import LiveClock
-    from arbtui.engine.builder import RunOptions, build_engine
     from arbtui.engine.execution import ConfirmRefusedError
 
     config = parse_config(config_data(servers, legs), f"bench-{legs or 'parallel'}")

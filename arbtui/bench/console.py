@@ -250,9 +250,9 @@ async def _feed(engine: Any, meter: _Meter, rate: int, stop: Callable[[], bool])
 def serve(rate: int, stats_path: Path, journal_dir: Path, ui: bool = True) -> None:
     """Run the console (or, with ``ui=False``, the same engine and feed without it) and write
     the meter to ``stats_path`` every quarter second until killed."""
+    from arbtui.assembly import build_engine
     from arbtui.config import default_config
     from arbtui.domain.clock import LiveClock
-    from arbtui.engine.builder import build_engine
 
     config = default_config()
     clock = LiveClock()

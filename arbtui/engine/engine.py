@@ -27,7 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from arbtui import __version__
 from arbtui.config import Config
@@ -78,8 +79,19 @@ class BookLadder:
     crossed: bool
 
 
-if TYPE_CHECKING:
-    from arbtui.replay.recorder import SessionRecorder
+class Recorder(Protocol):
+    """What the engine (and the console's record key) needs of a session recorder; the replay side
+    implements it (:class:`arbtui.replay.recorder.SessionRecorder`), so the engine imports no recorder."""
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def events(self) -> int: ...
+
+    def start(self, path: Path) -> None: ...
+
+    def stop(self) -> Path | None: ...
 
 
 class Engine:
@@ -101,7 +113,7 @@ class Engine:
         self.clock = clock
         self.mode = mode
         self._starting = False
-        self.recorder: SessionRecorder | None = None  # set by the builder; records when started
+        self.recorder: Recorder | None = None  # set by arbtui.assembly; records when started
         self.instruments: Instruments = config.instruments()
         self.venues: dict[str, Venue] = {v.name: v for v in venues}
         self._drivers = list(drivers)

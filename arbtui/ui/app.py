@@ -20,9 +20,9 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from arbtui.assembly import RunOptions, build_engine
 from arbtui.config import Config
 from arbtui.domain.clock import Clock, LiveClock
-from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
 from arbtui.replay.player import ReplayPlayer
 from arbtui.ui.bridge import UIBridge

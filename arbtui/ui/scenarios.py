@@ -206,7 +206,7 @@ async def replay_paused(pilot: Pilot[None], app: ArbApp, clock: ManualClock) -> 
 
 async def record_demo_session(path: Path, seconds: int = 15) -> Path:
     """The session ``tests/data/sim-session-15s.jsonl.gz`` was recorded with (seed 7, ARMED)."""
-    from arbtui.engine.builder import RunOptions, build_engine
+    from arbtui.assembly import RunOptions, build_engine
 
     clock = ManualClock(START_NS)
     engine, _ = build_engine(default_config(), clock, path.parent / "record.sqlite", RunOptions(record=path))

@@ -12,9 +12,9 @@ import pytest
 from textual.app import App, ComposeResult
 
 import arbtui.ui
+from arbtui.assembly import build_engine
 from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
-from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.ui.widgets.analytics_pane import AnalyticsPane
 

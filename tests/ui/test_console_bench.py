@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from arbtui.assembly import build_engine
 from arbtui.bench.console import _feed, _Meter, _shares
 from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_S, ManualClock
-from arbtui.engine.builder import build_engine
 
 
 async def test_feed_hands_every_frame_to_the_engine(tmp_path: Path) -> None:

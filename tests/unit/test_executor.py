@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from arbtui.assembly import build_engine
 from arbtui.config import Config, default_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
@@ -46,7 +47,6 @@ from arbtui.domain.execution import (
 )
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side
-from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.execution import CLORDID_MAX, ConfirmRefusedError
 from arbtui.engine.execution.model import _ROLE_CODE

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from arbtui import assembly as builder
 from arbtui.cli import main
 from arbtui.config import Config
 from arbtui.domain.clock import Clock
 from arbtui.domain.orders import OrderReport, OrderRequest
-from arbtui.engine import builder
 from arbtui.engine.engine import Engine
 from arbtui.engine.journal import Journal
 from arbtui.headless import EXIT_BROKEN_EXPOSURE, EXIT_ENGINE_FAILED, EXIT_OK, exit_status
@@ -81,7 +81,7 @@ class DarkVenue(DelegatingVenue):
 
 
 def dark_kraken_engine(config: Config, clock: Clock, path: Path | None, options: Any = None) -> tuple[Engine, None]:
-    """builder.build_engine's wiring for simulated venues, with kraken gone dark."""
+    """assembly.build_engine's wiring for simulated venues, with kraken gone dark."""
     market = SimulatedMarket(config, clock)
     assert path is not None
     journal = Journal(path)

@@ -12,7 +12,7 @@ ENGINE_MODULES = [
     "arbtui.config",
     "arbtui.engine",
     "arbtui.engine.engine",
-    "arbtui.engine.builder",
+    "arbtui.assembly",
     "arbtui.engine.execution",
     "arbtui.engine.execution.executor",
     "arbtui.engine.journal",
@@ -99,3 +99,27 @@ def test_the_probe_would_notice_a_ui_import() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+ENGINE_PACKAGE_PROBE = """
+import importlib, json, pkgutil, sys
+import arbtui.engine, arbtui.engine.execution
+names = ["arbtui.engine." + m.name for m in pkgutil.iter_modules(arbtui.engine.__path__)]
+names += ["arbtui.engine.execution." + m.name for m in pkgutil.iter_modules(arbtui.engine.execution.__path__)]
+for name in names:
+    importlib.import_module(name)
+above = ("arbtui.replay", "arbtui.assembly", "arbtui.ui", "arbtui.cli", "arbtui.headless", "textual")
+print(json.dumps({"modules": names, "loaded": sorted(m for m in sys.modules if m.startswith(above))}))
+"""
+
+
+def test_the_engine_imports_nothing_above_it() -> None:
+    """Layers: the engine imports no recorder, replay, composition root or UI (the replay side
+    implements the engine's Recorder protocol; arbtui.assembly wires them)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", ENGINE_PACKAGE_PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "arbtui.engine.engine" in result["modules"] and "arbtui.engine.execution.executor" in result["modules"]
+    assert result["loaded"] == [], f"modules above the engine loaded by it: {result['loaded']}"

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from arbtui.assembly import build_engine
 from arbtui.config import Config, default_config
 from arbtui.domain.clock import NS_PER_MS, NS_PER_S, ManualClock
 from arbtui.domain.events import Event, PositionDriftCleared, PositionDrifted, Spread
 from arbtui.domain.execution import LegRole, LegState, LegUpdated, LegView, PairState, PairStateChanged, PairView
 from arbtui.domain.orders import Side, TimeInForce
-from arbtui.engine.builder import build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.inventory import AccountGuard, PositionReconciler
 from arbtui.engine.risk import RiskState, check_pair

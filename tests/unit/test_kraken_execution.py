@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from arbtui.assembly import RunOptions, build_engine
 from arbtui.config import parse_config
 from arbtui.domain.clock import LiveClock
 from arbtui.domain.events import Event, Spread
 from arbtui.domain.execution import LegRole, LegState, PairState, PairView
-from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.engine import Engine
 from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.sim.loopback.book_generator import LoopbackMarket

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from arbtui.assembly import LiveRefused, RunOptions, engine_mode
 from arbtui.config import ConfigError, default_config_data, parse_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import ManualClock
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.instruments import Listing, Market, MarketKind
 from arbtui.domain.orders import OrderRequest, OrderStatus, Side, TimeInForce
-from arbtui.engine.builder import LiveRefused, RunOptions, engine_mode
 from arbtui.venues.base import UnknownOrder
 from arbtui.venues.live import PaperTrader
 from arbtui.venues.ratelimit import RateBudget, kraken_cancel_cost

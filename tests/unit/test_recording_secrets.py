@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from arbtui.assembly import RunOptions, build_engine
 from arbtui.config import parse_config
 from arbtui.domain.clock import LiveClock
 from arbtui.domain.orders import OrderRequest, Side, TimeInForce
-from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.sim.loopback.book_generator import LoopbackMarket
 from arbtui.sim.loopback.coinbase import LoopbackCoinbase
 from arbtui.sim.loopback.kraken import LoopbackKraken

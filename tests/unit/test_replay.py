@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from arbtui.assembly import RunOptions, build_engine
 from arbtui.cli import main
 from arbtui.config import default_config
 from arbtui.domain.clock import NS_PER_MS, ManualClock
 from arbtui.domain.events import Event, OpportunityDetected
-from arbtui.engine.builder import RunOptions, build_engine
 from arbtui.engine.execution import ConfirmRefusedError
 from arbtui.replay.player import ReplayPlayer
 from arbtui.replay.session_format import SessionError, SessionReader

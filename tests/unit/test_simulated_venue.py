@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from arbtui.assembly import build_engine
 from arbtui.config import Config, default_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_MS, ManualClock
 from arbtui.domain.events import BookUpdated, Event, VenueStatus
 from arbtui.domain.fees import FeeSchedule
 from arbtui.domain.orders import Liquidity, OrderReport, OrderRequest, OrderStatus, Side, TimeInForce
-from arbtui.engine.builder import build_engine
 from arbtui.sim.market import SimulatedMarket
 from arbtui.venues.base import UnknownOrder, VenueError
 from arbtui.venues.simulated import SimulatedVenue

@@ -1,4 +1,6 @@
-"""Build an engine for a configuration: the venues it names, its journal, and the drivers."""
+"""The composition root: build an engine for a configuration (the venues it names, its journal, the
+drivers, and the session recorder when one is asked for). It sits above the engine and the replay
+side (layers: cli/ui > assembly > replay > engine > venues > domain), so the engine imports neither."""
 
 from __future__ import annotations
 
