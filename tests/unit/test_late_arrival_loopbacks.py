@@ -21,9 +21,7 @@ import aiohttp
 import pytest
 
 from arbtui.config import parse_config
-from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_S, LiveClock, ManualClock
-from arbtui.domain.events import VenueStatus
 from arbtui.domain.instruments import Listing, Market, MarketKind
 from arbtui.domain.orders import OrderReport, OrderRequest, OrderStatus, Side, TimeInForce
 from arbtui.sim.loopback.book_generator import LoopbackMarket
@@ -36,27 +34,10 @@ from arbtui.venues.kraken import KrakenTrader
 from arbtui.venues.live import LiveVenue
 from arbtui.venues.polymarket import l2_signature
 from arbtui.venues.secrets import Credentials, Secret
+from tests.unit.venue_wrappers import Listener, until
 
 D = Decimal
-DEADLINE_S = 20.0
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
-
-
-async def until(pred: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE_S
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"not within {DEADLINE_S} s: {what}")
-        await asyncio.sleep(0.005)
-
-
-class Listener:
-    def on_book(self, venue: str, market: str, book: OrderBook) -> None:
-        return None
-
-    def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
-        return None
 
 
 PlaceOrder = Callable[[OrderRequest], Awaitable[OrderReport]]

@@ -23,7 +23,6 @@ offers (it expires, or is refused, with nothing filled), so the pair settles ABO
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ import pytest
 from arbtui.config import Config, RealVenueConfig, SimVenueConfig, VenueConfig, default_config, parse_config
 from arbtui.domain.book import OrderBook
 from arbtui.domain.clock import NS_PER_S, LiveClock, ManualClock
-from arbtui.domain.events import Event, LegPlan, Spread, SpreadKind, VenueStatus
+from arbtui.domain.events import Event, LegPlan, Spread, SpreadKind
 from arbtui.domain.execution import Exposure, LegRole, LegState, PairState, PairStateChanged
 from arbtui.domain.fees import FeeModel, FeeSchedule
 from arbtui.domain.instruments import Instruments, Listing, Market, MarketKind
@@ -53,10 +52,9 @@ from arbtui.sim.loopback.late import LateArrival
 from arbtui.sim.loopback.polymarket import LoopbackPolymarket
 from arbtui.venues.live import LiveVenue
 from arbtui.venues.secrets import Credentials, Secret
-from tests.unit.venue_wrappers import DelegatingVenue
+from tests.unit.venue_wrappers import DelegatingVenue, Listener, until
 
 D = Decimal
-DEADLINE_S = 30.0  # real time allowed for one venue call (generous: a slow machine must not fail a test)
 WATCH_S = 30  # [execution] late_fill_watch_s in these tests
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 
@@ -73,24 +71,6 @@ EXECUTION = {
     "legs": "sequential",
     "late_fill_watch_s": WATCH_S,
 }
-
-
-async def until(pred: Callable[[], bool], what: str) -> None:
-    """Wait (real time) until ``pred()``: for replies from the loopback, never for the engine's clock."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE_S
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"not within {DEADLINE_S} s: {what}")
-        await asyncio.sleep(0.002)
-
-
-class Listener:
-    def on_book(self, venue: str, market: str, book: OrderBook) -> None:
-        return None
-
-    def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
-        return None
 
 
 class Traced(DelegatingVenue):

@@ -1,9 +1,11 @@
-"""A venue that forwards every call to another one: the base of the tests' misbehaving venues
-(each overrides only the calls it is about)."""
+"""Test helpers for venues: a venue that forwards every call to another one (the base of the tests'
+misbehaving venues, each overriding only the calls it is about), a listener that ignores
+everything, and a real-time wait for loopback replies."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -64,3 +66,26 @@ class DelegatingVenue:
     def fees(self, market: str) -> FeeSchedule:
         fees: FeeSchedule = self.inner.fees(market)
         return fees
+
+
+DEADLINE_S = 30.0  # real time allowed for one loopback reply (generous: a slow machine must not fail a test)
+
+
+async def until(pred: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Wait (real time) until ``pred()``: for replies from a loopback server, never for the engine's clock."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"not within {deadline_s} s: {what}")
+        await asyncio.sleep(0.002)
+
+
+class Listener:
+    """A venue listener that ignores everything (the tests read the venue's books directly)."""
+
+    def on_book(self, venue: str, market: str, book: OrderBook) -> None:
+        return None
+
+    def on_status(self, venue: str, status: VenueStatus, detail: str) -> None:
+        return None
